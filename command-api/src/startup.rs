@@ -1,0 +1,70 @@
+//! Building and running command-api: bind, create topics, start the relay, serve.
+
+use anyhow::Context as _;
+use axum::Router;
+use futures::FutureExt;
+use infra::{config::Config, http::auth::TokenKeys, kafka, ledger::Ledger, relay::Relay};
+use std::future::Future;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::{routes, state::AppState};
+
+/// Events the relay publishes per broker round trip.
+const RELAY_BATCH: i64 = 500;
+
+/// A built command-api: listening, with its relay running.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    relay: JoinHandle<()>,
+    stop_relay: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Connect to the ledger (migrating it), create the topics, start the relay and bind.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let ledger = Ledger::connect(&config.postgres)
+            .await
+            .with_context(|| "could not connect to the ledger (WORKUP_PG_URL)".to_string())?;
+        kafka::ensure_topics(&config.kafka, &kafka::context_topics(&config.kafka), false)
+            .await
+            .context("could not create the Kafka topics (WORKUP_KAFKA_BROKERS)")?;
+        let relay = Relay::new(ledger.clone(), &config.kafka, RELAY_BATCH)?;
+        let (stop_relay, stopped) = watch::channel(false);
+        let relay = tokio::spawn(relay.run(stopped));
+        let state = AppState {
+            ledger,
+            keys: TokenKeys::new(&config.auth),
+        };
+        let router = routes::router(state, &config.http);
+        let address = format!("{}:{}", config.http.host, config.http.command_api_port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("could not listen on {address} (WORKUP_COMMAND_API_PORT)"))?;
+        Ok(Self {
+            listener,
+            router,
+            relay,
+            stop_relay,
+        })
+    }
+
+    /// The port it listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Serve until `shutdown` resolves, then finish in-flight requests and the relay batch.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "command-api listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.map(|_| ()))
+            .await?;
+        let _ = self.stop_relay.send(true);
+        self.relay.await?;
+        Ok(())
+    }
+}

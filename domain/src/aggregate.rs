@@ -1,0 +1,76 @@
+//! The two traits every aggregate and its events implement, and the decision context.
+
+use serde::{Serialize, de::DeserializeOwned};
+use std::fmt::Debug;
+
+use crate::values::{Actor, Timestamp};
+
+/// The bounded context an aggregate belongs to; it names the Kafka topic its events go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BoundedContext {
+    /// User profiles and credentials.
+    Users,
+    /// Jobs and proposals.
+    Jobs,
+    /// Contracts, milestones and termination requests.
+    Contracts,
+    /// Wallets, payment requests and withdrawals.
+    Payments,
+}
+
+impl BoundedContext {
+    /// Every context, in a fixed order.
+    pub const ALL: [BoundedContext; 4] = [Self::Users, Self::Jobs, Self::Contracts, Self::Payments];
+
+    /// Lower-case name, e.g. `users` (the topic is `workup.users`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Jobs => "jobs",
+            Self::Contracts => "contracts",
+            Self::Payments => "payments",
+        }
+    }
+}
+
+/// An event: serialisable with serde's internal tag `type` equal to [`DomainEvent::event_type`].
+pub trait DomainEvent:
+    Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
+{
+    /// Stable type name, e.g. `ClientRegistered`; equals the serde tag.
+    fn event_type(&self) -> &'static str;
+    /// Schema version of this event type's payload (starts at 1; bumped with an upcaster).
+    fn schema_version(&self) -> u16 {
+        1
+    }
+}
+
+/// An event-sourced aggregate: the state its decisions read, rebuilt by folding its events.
+pub trait Aggregate: Default + Clone + Debug + Send + Sync + 'static {
+    /// Stream type stored in the ledger, e.g. `user`.
+    const STREAM_TYPE: &'static str;
+    /// Context whose topic carries this aggregate's events.
+    const CONTEXT: BoundedContext;
+    /// The aggregate's event enum.
+    type Event: DomainEvent;
+    /// Apply one event. Total: never panics, never does I/O.
+    fn evolve(&mut self, event: &Self::Event);
+
+    /// Fold a sequence of events from the default state.
+    fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self {
+        let mut state = Self::default();
+        for event in events {
+            state.evolve(event);
+        }
+        state
+    }
+}
+
+/// Who acts, and when: everything a decision needs besides state and command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// The authenticated user (for a registration: the user being registered).
+    pub actor: Actor,
+    /// The clock, passed in so decisions stay deterministic.
+    pub now: Timestamp,
+}

@@ -1,0 +1,440 @@
+//! The PaymentRequest aggregate: what a client owes for an accepted milestone. Paid once
+//! (through [`super::pay_request`], which also moves the money), or expired when left unpaid.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Aggregate, BoundedContext, Context, ContractId, DomainError, DomainEvent, FieldError, MilestoneId, Money,
+    PaymentRequestId, Role, Timestamp, UserId,
+};
+
+/// Commands on a payment request (paying spans the wallets: see [`super::pay_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentRequestCommand {
+    /// Request payment for an accepted milestone (sent by the payment saga, DESIGN §7).
+    Create {
+        /// Must be [`PaymentRequestId::for_milestone`] of `milestone_id`.
+        payment_request_id: PaymentRequestId,
+        /// The contract.
+        contract_id: ContractId,
+        /// The accepted milestone.
+        milestone_id: MilestoneId,
+        /// Who pays.
+        client_id: UserId,
+        /// Who is paid.
+        freelancer_id: UserId,
+        /// The milestone's amount: positive.
+        amount: Money,
+        /// When it expires if unpaid: after now.
+        due_at: Timestamp,
+    },
+    /// Close a request left unpaid past its due time (sent by the deadline saga).
+    Expire,
+}
+
+/// Events of a payment request stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum PaymentRequestEvent {
+    /// Payment was requested for a milestone.
+    PaymentRequestCreated {
+        /// The request.
+        payment_request_id: PaymentRequestId,
+        /// The contract.
+        contract_id: ContractId,
+        /// The milestone.
+        milestone_id: MilestoneId,
+        /// Who pays.
+        client_id: UserId,
+        /// Who is paid.
+        freelancer_id: UserId,
+        /// How much.
+        amount: Money,
+        /// When it expires if unpaid.
+        due_at: Timestamp,
+        /// When.
+        created_at: Timestamp,
+    },
+    /// The client paid it (the wallets were debited and credited in the same append).
+    PaymentRequestPaid {
+        /// The request.
+        payment_request_id: PaymentRequestId,
+        /// The contract (the saga marks its milestone paid).
+        contract_id: ContractId,
+        /// The milestone.
+        milestone_id: MilestoneId,
+        /// Who paid.
+        client_id: UserId,
+        /// Who was paid.
+        freelancer_id: UserId,
+        /// How much.
+        amount: Money,
+        /// When.
+        paid_at: Timestamp,
+    },
+    /// It was left unpaid past its due time.
+    PaymentRequestExpired {
+        /// The request.
+        payment_request_id: PaymentRequestId,
+        /// When.
+        expired_at: Timestamp,
+    },
+}
+
+impl DomainEvent for PaymentRequestEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::PaymentRequestCreated { .. } => "PaymentRequestCreated",
+            Self::PaymentRequestPaid { .. } => "PaymentRequestPaid",
+            Self::PaymentRequestExpired { .. } => "PaymentRequestExpired",
+        }
+    }
+}
+
+/// Where a payment request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentRequestStatus {
+    /// Waiting for the client.
+    Pending,
+    /// Paid (once).
+    Paid,
+    /// Left unpaid past its due time.
+    Expired,
+}
+
+/// What decisions need to know about a payment request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// Set once created.
+    pub created: Option<CreatedPaymentRequest>,
+}
+
+/// A created payment request's decision state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedPaymentRequest {
+    /// The request.
+    pub id: PaymentRequestId,
+    /// The contract.
+    pub contract_id: ContractId,
+    /// The milestone.
+    pub milestone_id: MilestoneId,
+    /// Who pays.
+    pub client_id: UserId,
+    /// Who is paid.
+    pub freelancer_id: UserId,
+    /// How much.
+    pub amount: Money,
+    /// When it expires if unpaid.
+    pub due_at: Timestamp,
+    /// Where it stands.
+    pub status: PaymentRequestStatus,
+}
+
+impl PaymentRequest {
+    /// The created request, or 404.
+    pub fn existing(&self) -> Result<&CreatedPaymentRequest, DomainError> {
+        self.created
+            .as_ref()
+            .ok_or(DomainError::NotFound("payment-request"))
+    }
+}
+
+impl CreatedPaymentRequest {
+    /// Refuse unless the request still waits for payment.
+    pub(crate) fn ensure_pending(&self) -> Result<(), DomainError> {
+        match self.status {
+            PaymentRequestStatus::Pending => Ok(()),
+            PaymentRequestStatus::Paid => Err(DomainError::Conflict("payment-request-already-paid")),
+            PaymentRequestStatus::Expired => Err(DomainError::Conflict("payment-request-expired")),
+        }
+    }
+}
+
+impl Aggregate for PaymentRequest {
+    const STREAM_TYPE: &'static str = "payment_request";
+    const CONTEXT: BoundedContext = BoundedContext::Payments;
+    type Event = PaymentRequestEvent;
+
+    fn evolve(&mut self, event: &PaymentRequestEvent) {
+        match event {
+            PaymentRequestEvent::PaymentRequestCreated {
+                payment_request_id,
+                contract_id,
+                milestone_id,
+                client_id,
+                freelancer_id,
+                amount,
+                due_at,
+                ..
+            } => {
+                self.created = Some(CreatedPaymentRequest {
+                    id: *payment_request_id,
+                    contract_id: *contract_id,
+                    milestone_id: *milestone_id,
+                    client_id: *client_id,
+                    freelancer_id: *freelancer_id,
+                    amount: *amount,
+                    due_at: *due_at,
+                    status: PaymentRequestStatus::Pending,
+                });
+            }
+            PaymentRequestEvent::PaymentRequestPaid { .. } => self.set_status(PaymentRequestStatus::Paid),
+            PaymentRequestEvent::PaymentRequestExpired { .. } => {
+                self.set_status(PaymentRequestStatus::Expired)
+            }
+        }
+    }
+}
+
+impl PaymentRequest {
+    fn set_status(&mut self, status: PaymentRequestStatus) {
+        if let Some(r) = &mut self.created {
+            r.status = status;
+        }
+    }
+}
+
+/// Decide what a command on `request` emits.
+pub fn decide(
+    request: &PaymentRequest,
+    command: &PaymentRequestCommand,
+    ctx: &Context,
+) -> Result<Vec<PaymentRequestEvent>, DomainError> {
+    let is_admin = ctx.actor.role == Role::Admin;
+    match command {
+        PaymentRequestCommand::Create {
+            payment_request_id,
+            contract_id,
+            milestone_id,
+            client_id,
+            freelancer_id,
+            amount,
+            due_at,
+        } => {
+            if ctx.actor.id != *client_id && ctx.actor.id != *freelancer_id && !is_admin {
+                return Err(DomainError::Forbidden("not-a-party"));
+            }
+            if let Some(r) = &request.created {
+                // DESIGN §7: a replayed MilestoneAccepted creates nothing more.
+                return if r.milestone_id == *milestone_id {
+                    Ok(vec![])
+                } else {
+                    Err(DomainError::Conflict("payment-request-exists"))
+                };
+            }
+            let mut errors = Vec::new();
+            if *payment_request_id != PaymentRequestId::for_milestone(*milestone_id) {
+                errors.push(FieldError::new(
+                    "payment_request_id",
+                    "must be derived from the milestone id",
+                ));
+            }
+            if client_id == freelancer_id {
+                errors.push(FieldError::new("freelancer_id", "must differ from the client"));
+            }
+            if !amount.is_positive() {
+                errors.push(FieldError::new("amount", "must be positive"));
+            }
+            if *due_at <= ctx.now {
+                errors.push(FieldError::new("due_at", "must be in the future"));
+            }
+            if !errors.is_empty() {
+                return Err(DomainError::Invalid(errors));
+            }
+            Ok(vec![PaymentRequestEvent::PaymentRequestCreated {
+                payment_request_id: *payment_request_id,
+                contract_id: *contract_id,
+                milestone_id: *milestone_id,
+                client_id: *client_id,
+                freelancer_id: *freelancer_id,
+                amount: *amount,
+                due_at: *due_at,
+                created_at: ctx.now,
+            }])
+        }
+        PaymentRequestCommand::Expire => {
+            let r = request.existing()?;
+            if ctx.actor.id != r.client_id && ctx.actor.id != r.freelancer_id && !is_admin {
+                return Err(DomainError::Forbidden("not-a-party"));
+            }
+            r.ensure_pending()?;
+            if ctx.now < r.due_at {
+                return Err(DomainError::Conflict("payment-request-not-due"));
+            }
+            Ok(vec![PaymentRequestEvent::PaymentRequestExpired {
+                payment_request_id: r.id,
+                expired_at: ctx.now,
+            }])
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::contracts::contract::tests::{contract_id, m};
+    use crate::testing::*;
+
+    /// One day, in seconds.
+    pub const DAY: i64 = 86_400;
+
+    pub fn request_id() -> PaymentRequestId {
+        PaymentRequestId::for_milestone(m(0))
+    }
+
+    fn create() -> PaymentRequestCommand {
+        PaymentRequestCommand::Create {
+            payment_request_id: request_id(),
+            contract_id: contract_id(),
+            milestone_id: m(0),
+            client_id: CLIENT_ID,
+            freelancer_id: FREELANCER_ID,
+            amount: usd(10_000),
+            due_at: later(7 * DAY),
+        }
+    }
+
+    /// The request for milestone 0: 100.00 USD from the client to the freelancer, due in a week.
+    pub fn created() -> PaymentRequestEvent {
+        PaymentRequestEvent::PaymentRequestCreated {
+            payment_request_id: request_id(),
+            contract_id: contract_id(),
+            milestone_id: m(0),
+            client_id: CLIENT_ID,
+            freelancer_id: FREELANCER_ID,
+            amount: usd(10_000),
+            due_at: later(7 * DAY),
+            created_at: now(),
+        }
+    }
+
+    /// The request for milestone 0 was paid.
+    pub fn paid() -> PaymentRequestEvent {
+        PaymentRequestEvent::PaymentRequestPaid {
+            payment_request_id: request_id(),
+            contract_id: contract_id(),
+            milestone_id: m(0),
+            client_id: CLIENT_ID,
+            freelancer_id: FREELANCER_ID,
+            amount: usd(10_000),
+            paid_at: now(),
+        }
+    }
+
+    fn expired(at: Timestamp) -> PaymentRequestEvent {
+        PaymentRequestEvent::PaymentRequestExpired {
+            payment_request_id: request_id(),
+            expired_at: at,
+        }
+    }
+
+    #[test]
+    fn the_saga_creates_a_payment_request_for_a_party() {
+        for actor in [CLIENT, FREELANCER, ADMIN] {
+            given::<PaymentRequest>([])
+                .when(|r| decide(r, &create(), &ctx(actor)))
+                .then([created()]);
+        }
+    }
+
+    #[test]
+    fn only_a_party_creates_a_payment_request() {
+        given::<PaymentRequest>([])
+            .when(|r| decide(r, &create(), &ctx(OTHER_CLIENT)))
+            .then_err(DomainError::Forbidden("not-a-party"));
+    }
+
+    #[test]
+    fn a_replayed_creation_changes_nothing() {
+        given::<PaymentRequest>([created()])
+            .when(|r| decide(r, &create(), &ctx(CLIENT)))
+            .then([]);
+    }
+
+    #[test]
+    fn a_request_stream_holds_one_milestone() {
+        let other = PaymentRequestCommand::Create {
+            payment_request_id: PaymentRequestId::for_milestone(m(1)),
+            contract_id: contract_id(),
+            milestone_id: m(1),
+            client_id: CLIENT_ID,
+            freelancer_id: FREELANCER_ID,
+            amount: usd(10_000),
+            due_at: later(DAY),
+        };
+        given::<PaymentRequest>([created()])
+            .when(|r| decide(r, &other, &ctx(CLIENT)))
+            .then_err(DomainError::Conflict("payment-request-exists"));
+    }
+
+    #[test]
+    fn a_request_needs_a_derived_id_a_positive_amount_and_a_future_due_time() {
+        let bad = PaymentRequestCommand::Create {
+            payment_request_id: PaymentRequestId::from_uuid(uuid::Uuid::from_u128(5)),
+            contract_id: contract_id(),
+            milestone_id: m(0),
+            client_id: CLIENT_ID,
+            freelancer_id: CLIENT_ID,
+            amount: usd(0),
+            due_at: now(),
+        };
+        given::<PaymentRequest>([])
+            .when(|r| decide(r, &bad, &ctx(CLIENT)))
+            .then_invalid(&["payment_request_id", "freelancer_id", "amount", "due_at"]);
+    }
+
+    #[test]
+    fn an_unpaid_request_expires_after_its_due_time() {
+        let at = later(8 * DAY);
+        given::<PaymentRequest>([created()])
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(ADMIN, at)))
+            .then([expired(at)]);
+    }
+
+    #[test]
+    fn a_request_does_not_expire_before_its_due_time() {
+        given::<PaymentRequest>([created()])
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx(CLIENT)))
+            .then_err(DomainError::Conflict("payment-request-not-due"));
+    }
+
+    #[test]
+    fn a_paid_request_does_not_expire() {
+        given::<PaymentRequest>([created(), paid()])
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(CLIENT, later(8 * DAY))))
+            .then_err(DomainError::Conflict("payment-request-already-paid"));
+    }
+
+    #[test]
+    fn a_request_expires_once() {
+        given::<PaymentRequest>([created(), expired(later(8 * DAY))])
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(CLIENT, later(9 * DAY))))
+            .then_err(DomainError::Conflict("payment-request-expired"));
+    }
+
+    #[test]
+    fn only_a_party_expires_a_request() {
+        given::<PaymentRequest>([created()])
+            .when(|r| {
+                decide(
+                    r,
+                    &PaymentRequestCommand::Expire,
+                    &ctx_at(OTHER_FREELANCER, later(8 * DAY)),
+                )
+            })
+            .then_err(DomainError::Forbidden("not-a-party"));
+    }
+
+    #[test]
+    fn expiring_a_missing_request_is_not_found() {
+        given::<PaymentRequest>([])
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx(CLIENT)))
+            .then_err(DomainError::NotFound("payment-request"));
+    }
+
+    #[test]
+    fn payment_request_events_round_trip() {
+        assert_round_trip(&[created(), paid(), expired(later(DAY))]);
+    }
+}

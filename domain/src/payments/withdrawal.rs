@@ -1,0 +1,358 @@
+//! The Withdrawal aggregate: tracked background work against the payout provider (DESIGN §9).
+//!
+//! PENDING → PROCESSING → SUCCEEDED | FAILED | CANCELLED. Requesting reserves the funds in the wallet
+//! first; success takes the reserved funds out, failure or cancellation releases them. Every
+//! decision reads the wallet and may append to it, in the same transaction as the withdrawal.
+//!
+//! The payout worker acts as the platform ([`Role::Admin`]); the owner requests and may cancel a
+//! withdrawal that has not started. The cooldown window (§9) is a rate policy enforced by the API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Aggregate, BoundedContext, Context, DomainError, DomainEvent, Money, Role, Timestamp, UserId, WalletId,
+    WithdrawalId,
+    payments::wallet::{self, Wallet, WalletEvent},
+};
+
+/// Commands on a withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WithdrawalCommand {
+    /// The wallet's owner asks to withdraw `amount`; it is reserved at once.
+    Request {
+        /// The new withdrawal's id (v7, chosen by the caller).
+        withdrawal_id: WithdrawalId,
+        /// Positive, in the wallet's currency, at most the available funds.
+        amount: Money,
+    },
+    /// The payout worker picked it up (a replay on a processing withdrawal changes nothing).
+    Start,
+    /// The provider paid out (a replay on a succeeded withdrawal changes nothing).
+    Succeed {
+        /// The provider's reference for the payout.
+        provider_reference: String,
+    },
+    /// The provider refused: the reservation is released.
+    Fail {
+        /// Why.
+        reason: String,
+    },
+    /// Stopped (by the owner while pending, or by the worker on timeout): the reservation is released.
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Events of a withdrawal stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum WithdrawalEvent {
+    /// A withdrawal was requested (the wallet got `FundsReserved`).
+    WithdrawalRequested {
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+        /// The wallet.
+        wallet_id: WalletId,
+        /// Its owner.
+        owner_id: UserId,
+        /// How much.
+        amount: Money,
+        /// When.
+        requested_at: Timestamp,
+    },
+    /// PENDING → PROCESSING.
+    WithdrawalStarted {
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+        /// When.
+        started_at: Timestamp,
+    },
+    /// PROCESSING → SUCCEEDED (the wallet got `FundsWithdrawn`).
+    WithdrawalSucceeded {
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+        /// The provider's reference.
+        provider_reference: String,
+        /// When.
+        succeeded_at: Timestamp,
+    },
+    /// → FAILED (the wallet got `ReservationReleased`).
+    WithdrawalFailed {
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+        /// Why.
+        reason: String,
+        /// When.
+        failed_at: Timestamp,
+    },
+    /// → CANCELLED (the wallet got `ReservationReleased`).
+    WithdrawalCancelled {
+        /// The withdrawal.
+        withdrawal_id: WithdrawalId,
+        /// Why.
+        reason: String,
+        /// When.
+        cancelled_at: Timestamp,
+    },
+}
+
+impl DomainEvent for WithdrawalEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::WithdrawalRequested { .. } => "WithdrawalRequested",
+            Self::WithdrawalStarted { .. } => "WithdrawalStarted",
+            Self::WithdrawalSucceeded { .. } => "WithdrawalSucceeded",
+            Self::WithdrawalFailed { .. } => "WithdrawalFailed",
+            Self::WithdrawalCancelled { .. } => "WithdrawalCancelled",
+        }
+    }
+}
+
+/// Where a withdrawal stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WithdrawalStatus {
+    /// Funds reserved, waiting for a worker.
+    Pending,
+    /// A worker is paying out.
+    Processing,
+    /// Paid out.
+    Succeeded,
+    /// The provider refused; funds released.
+    Failed,
+    /// Stopped; funds released.
+    Cancelled,
+}
+
+impl WithdrawalStatus {
+    /// Is the withdrawal over?
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// What decisions need to know about a withdrawal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// Set once requested.
+    pub requested: Option<RequestedWithdrawal>,
+}
+
+/// A requested withdrawal's decision state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedWithdrawal {
+    /// The withdrawal.
+    pub id: WithdrawalId,
+    /// The wallet.
+    pub wallet_id: WalletId,
+    /// Its owner.
+    pub owner_id: UserId,
+    /// How much.
+    pub amount: Money,
+    /// Where it stands.
+    pub status: WithdrawalStatus,
+}
+
+impl Aggregate for Withdrawal {
+    const STREAM_TYPE: &'static str = "withdrawal";
+    const CONTEXT: BoundedContext = BoundedContext::Payments;
+    type Event = WithdrawalEvent;
+
+    fn evolve(&mut self, event: &WithdrawalEvent) {
+        let status = match event {
+            WithdrawalEvent::WithdrawalRequested {
+                withdrawal_id,
+                wallet_id,
+                owner_id,
+                amount,
+                ..
+            } => {
+                self.requested = Some(RequestedWithdrawal {
+                    id: *withdrawal_id,
+                    wallet_id: *wallet_id,
+                    owner_id: *owner_id,
+                    amount: *amount,
+                    status: WithdrawalStatus::Pending,
+                });
+                return;
+            }
+            WithdrawalEvent::WithdrawalStarted { .. } => WithdrawalStatus::Processing,
+            WithdrawalEvent::WithdrawalSucceeded { .. } => WithdrawalStatus::Succeeded,
+            WithdrawalEvent::WithdrawalFailed { .. } => WithdrawalStatus::Failed,
+            WithdrawalEvent::WithdrawalCancelled { .. } => WithdrawalStatus::Cancelled,
+        };
+        if let Some(w) = &mut self.requested {
+            w.status = status;
+        }
+    }
+}
+
+/// What a withdrawal decision appends, per stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WithdrawalEvents {
+    /// To the wallet stream.
+    pub wallet: Vec<WalletEvent>,
+    /// To the withdrawal stream.
+    pub withdrawal: Vec<WithdrawalEvent>,
+}
+
+/// Decide a command on `withdrawal`, reading and changing its `wallet`.
+pub fn decide(
+    (wallet, withdrawal): (&Wallet, &Withdrawal),
+    command: &WithdrawalCommand,
+    ctx: &Context,
+) -> Result<WithdrawalEvents, DomainError> {
+    let is_worker = ctx.actor.role == Role::Admin;
+    if let WithdrawalCommand::Request {
+        withdrawal_id,
+        amount,
+    } = command
+    {
+        let w = wallet.existing()?;
+        wallet::ensure_owner(w, ctx)?;
+        if withdrawal.requested.is_some() {
+            return Err(DomainError::Conflict("withdrawal-exists"));
+        }
+        w.check_amount(*amount, "amount")?;
+        w.ensure_available(*amount)?;
+        let reserved = w
+            .reserved()
+            .checked_add(*amount)
+            .ok_or(DomainError::Conflict("insufficient-funds"))?;
+        return Ok(WithdrawalEvents {
+            wallet: vec![WalletEvent::FundsReserved {
+                wallet_id: w.id,
+                withdrawal_id: *withdrawal_id,
+                amount: *amount,
+                reserved,
+                reserved_at: ctx.now,
+            }],
+            withdrawal: vec![WithdrawalEvent::WithdrawalRequested {
+                withdrawal_id: *withdrawal_id,
+                wallet_id: w.id,
+                owner_id: w.owner_id,
+                amount: *amount,
+                requested_at: ctx.now,
+            }],
+        });
+    }
+
+    let wd = withdrawal
+        .requested
+        .as_ref()
+        .ok_or(DomainError::NotFound("withdrawal"))?;
+    if ctx.actor.id != wd.owner_id && !is_worker {
+        return Err(DomainError::Forbidden("not-the-wallet-owner"));
+    }
+    let w = wallet.existing()?;
+    if w.id != wd.wallet_id {
+        return Err(DomainError::Conflict("wallet-mismatch"));
+    }
+    let only_worker = || {
+        if is_worker {
+            Ok(())
+        } else {
+            Err(DomainError::Forbidden("only-the-payout-worker"))
+        }
+    };
+    let withdrawal_only = |event| {
+        Ok(WithdrawalEvents {
+            wallet: vec![],
+            withdrawal: vec![event],
+        })
+    };
+    let released = || -> Result<WalletEvent, DomainError> {
+        let reserved = w
+            .reserved()
+            .checked_sub(wd.amount)
+            .filter(|r| r.minor >= 0)
+            .ok_or(DomainError::Conflict("reservation-missing"))?;
+        Ok(WalletEvent::ReservationReleased {
+            wallet_id: w.id,
+            withdrawal_id: wd.id,
+            amount: wd.amount,
+            reserved,
+            released_at: ctx.now,
+        })
+    };
+    match command {
+        WithdrawalCommand::Request { .. } => Err(DomainError::Conflict("withdrawal-exists")),
+        WithdrawalCommand::Start => {
+            only_worker()?;
+            match wd.status {
+                WithdrawalStatus::Pending => withdrawal_only(WithdrawalEvent::WithdrawalStarted {
+                    withdrawal_id: wd.id,
+                    started_at: ctx.now,
+                }),
+                // DESIGN §9: a redelivered task resumes the same withdrawal.
+                WithdrawalStatus::Processing => Ok(WithdrawalEvents::default()),
+                _ => Err(DomainError::Conflict("withdrawal-finished")),
+            }
+        }
+        WithdrawalCommand::Succeed { provider_reference } => {
+            only_worker()?;
+            match wd.status {
+                WithdrawalStatus::Processing => {}
+                WithdrawalStatus::Succeeded => return Ok(WithdrawalEvents::default()),
+                WithdrawalStatus::Pending => return Err(DomainError::Conflict("withdrawal-not-processing")),
+                _ => return Err(DomainError::Conflict("withdrawal-finished")),
+            }
+            let (balance, reserved) = match (
+                w.balance().checked_sub(wd.amount),
+                w.reserved().checked_sub(wd.amount),
+            ) {
+                (Some(b), Some(r)) if b.minor >= 0 && r.minor >= 0 => (b, r),
+                _ => return Err(DomainError::Conflict("reservation-missing")),
+            };
+            Ok(WithdrawalEvents {
+                wallet: vec![WalletEvent::FundsWithdrawn {
+                    wallet_id: w.id,
+                    withdrawal_id: wd.id,
+                    amount: wd.amount,
+                    balance,
+                    reserved,
+                    withdrawn_at: ctx.now,
+                }],
+                withdrawal: vec![WithdrawalEvent::WithdrawalSucceeded {
+                    withdrawal_id: wd.id,
+                    provider_reference: provider_reference.clone(),
+                    succeeded_at: ctx.now,
+                }],
+            })
+        }
+        WithdrawalCommand::Fail { reason } => {
+            only_worker()?;
+            if wd.status.is_final() {
+                return Err(DomainError::Conflict("withdrawal-finished"));
+            }
+            Ok(WithdrawalEvents {
+                wallet: vec![released()?],
+                withdrawal: vec![WithdrawalEvent::WithdrawalFailed {
+                    withdrawal_id: wd.id,
+                    reason: reason.clone(),
+                    failed_at: ctx.now,
+                }],
+            })
+        }
+        WithdrawalCommand::Cancel { reason } => {
+            if wd.status.is_final() {
+                return Err(DomainError::Conflict("withdrawal-finished"));
+            }
+            if wd.status == WithdrawalStatus::Processing && !is_worker {
+                return Err(DomainError::Conflict("withdrawal-processing"));
+            }
+            Ok(WithdrawalEvents {
+                wallet: vec![released()?],
+                withdrawal: vec![WithdrawalEvent::WithdrawalCancelled {
+                    withdrawal_id: wd.id,
+                    reason: reason.clone(),
+                    cancelled_at: ctx.now,
+                }],
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! Configuration: one typed [`Config`] read from environment variables (or flags), with
+//! defaults that match the local stack started by `scripts/` (DESIGN §11).
+
+use secrecy::SecretString;
+use std::time::Duration;
+
+/// Every setting of every service; each binary parses it the same way.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(about, long_about = None)]
+pub struct Config {
+    /// Ledger database.
+    #[command(flatten)]
+    pub postgres: PostgresConfig,
+    /// Kafka-protocol broker.
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    /// Cassandra / ScyllaDB read models.
+    #[command(flatten)]
+    pub cassandra: CassandraConfig,
+    /// MongoDB read models.
+    #[command(flatten)]
+    pub mongo: MongoConfig,
+    /// Redis caches and counters.
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    /// HTTP listener.
+    #[command(flatten)]
+    pub http: HttpConfig,
+    /// Token signing.
+    #[command(flatten)]
+    pub auth: AuthConfig,
+}
+
+/// PostgreSQL ledger settings (DESIGN §4).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PostgresConfig {
+    /// Ledger database URL.
+    #[arg(
+        id = "pg-url",
+        long = "pg-url",
+        env = "WORKUP_PG_URL",
+        default_value = "postgres://workup:workup@127.0.0.1:5432/workup"
+    )]
+    pub url: String,
+    /// Largest connection pool per process.
+    #[arg(
+        id = "pg-max-connections",
+        long = "pg-max-connections",
+        env = "WORKUP_PG_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+}
+
+/// Kafka settings (DESIGN §5).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaConfig {
+    /// Bootstrap servers.
+    #[arg(
+        id = "kafka-brokers",
+        long = "kafka-brokers",
+        env = "WORKUP_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+    /// Topic name prefix: topics are `<prefix>.users`, `<prefix>.jobs`, ...
+    #[arg(
+        id = "kafka-topic-prefix",
+        long = "kafka-topic-prefix",
+        env = "WORKUP_KAFKA_TOPIC_PREFIX",
+        default_value = "workup"
+    )]
+    pub topic_prefix: String,
+    /// Partitions of each context topic, when the service creates it.
+    #[arg(
+        id = "kafka-partitions",
+        long = "kafka-partitions",
+        env = "WORKUP_KAFKA_PARTITIONS",
+        default_value_t = 3
+    )]
+    pub partitions: i32,
+    /// Replication factor of created topics (1 on the local single broker).
+    #[arg(
+        id = "kafka-replication",
+        long = "kafka-replication",
+        env = "WORKUP_KAFKA_REPLICATION",
+        default_value_t = 1
+    )]
+    pub replication: i32,
+    /// Consumer `fetch.wait.max.ms`: lower means less latency and more idle CPU.
+    #[arg(
+        id = "kafka-fetch-wait-ms",
+        long = "kafka-fetch-wait-ms",
+        env = "WORKUP_KAFKA_FETCH_WAIT_MS",
+        default_value_t = 50
+    )]
+    pub fetch_wait_ms: u32,
+}
+
+impl KafkaConfig {
+    /// The topic of a bounded context, e.g. `workup.users`.
+    pub fn context_topic(&self, context: domain::BoundedContext) -> String {
+        format!("{}.{}", self.topic_prefix, context.name())
+    }
+
+    /// The dead-letter topic of a consumer, e.g. `workup.dlq.user-profiles`.
+    pub fn dlq_topic(&self, consumer: &str) -> String {
+        format!("{}.dlq.{consumer}", self.topic_prefix)
+    }
+}
+
+/// Cassandra / ScyllaDB settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CassandraConfig {
+    /// Contact points, comma separated.
+    #[arg(
+        id = "cassandra-nodes",
+        long = "cassandra-nodes",
+        env = "WORKUP_CASSANDRA_NODES",
+        default_value = "127.0.0.1:9042",
+        value_delimiter = ','
+    )]
+    pub nodes: Vec<String>,
+    /// Keyspace of the read models.
+    #[arg(
+        id = "cassandra-keyspace",
+        long = "cassandra-keyspace",
+        env = "WORKUP_CASSANDRA_KEYSPACE",
+        default_value = "workup"
+    )]
+    pub keyspace: String,
+    /// Replication factor when the keyspace is created.
+    #[arg(
+        id = "cassandra-replication",
+        long = "cassandra-replication",
+        env = "WORKUP_CASSANDRA_REPLICATION",
+        default_value_t = 1
+    )]
+    pub replication: u32,
+    /// Wait for schema agreement after DDL: keep on for real clusters; the local emulator
+    /// has no `system.peers`, so the local stack turns it off.
+    #[arg(id = "cassandra-schema-agreement", long = "cassandra-schema-agreement", env = "WORKUP_CASSANDRA_SCHEMA_AGREEMENT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub schema_agreement: bool,
+}
+
+/// MongoDB settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MongoConfig {
+    /// Connection string.
+    #[arg(
+        id = "mongo-url",
+        long = "mongo-url",
+        env = "WORKUP_MONGO_URL",
+        default_value = "mongodb://127.0.0.1:27017/?directConnection=true"
+    )]
+    pub url: String,
+    /// Database of the read models.
+    #[arg(
+        id = "mongo-database",
+        long = "mongo-database",
+        env = "WORKUP_MONGO_DATABASE",
+        default_value = "workup"
+    )]
+    pub database: String,
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Connection URL.
+    #[arg(
+        id = "redis-url",
+        long = "redis-url",
+        env = "WORKUP_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub url: String,
+    /// Prefix of every key this deployment writes.
+    #[arg(
+        id = "redis-prefix",
+        long = "redis-prefix",
+        env = "WORKUP_REDIS_PREFIX",
+        default_value = "workup:"
+    )]
+    pub prefix: String,
+    /// Time to live of read-through cache entries, in seconds.
+    #[arg(
+        id = "redis-cache-ttl-secs",
+        long = "redis-cache-ttl-secs",
+        env = "WORKUP_REDIS_CACHE_TTL_SECS",
+        default_value_t = 300
+    )]
+    pub cache_ttl_secs: u64,
+}
+
+impl RedisConfig {
+    /// Cache entry lifetime.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+}
+
+/// HTTP listener settings of every service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpConfig {
+    /// Listen address of every service.
+    #[arg(
+        id = "http-host",
+        long = "http-host",
+        env = "WORKUP_HTTP_HOST",
+        default_value = "127.0.0.1"
+    )]
+    pub host: String,
+    /// command-api port (0 picks a free one, as tests do).
+    #[arg(
+        id = "command-api-port",
+        long = "command-api-port",
+        env = "WORKUP_COMMAND_API_PORT",
+        default_value_t = 8080
+    )]
+    pub command_api_port: u16,
+    /// query-api port.
+    #[arg(
+        id = "query-api-port",
+        long = "query-api-port",
+        env = "WORKUP_QUERY_API_PORT",
+        default_value_t = 8081
+    )]
+    pub query_api_port: u16,
+    /// Port of the projectors' health and metrics endpoints.
+    #[arg(
+        id = "projectors-port",
+        long = "projectors-port",
+        env = "WORKUP_PROJECTORS_PORT",
+        default_value_t = 8082
+    )]
+    pub projectors_port: u16,
+    /// Largest accepted request body, in bytes.
+    #[arg(id = "http-body-limit", long = "http-body-limit", env = "WORKUP_HTTP_BODY_LIMIT", default_value_t = 256 * 1024)]
+    pub body_limit: usize,
+    /// Longest a request may take, in seconds.
+    #[arg(
+        id = "http-timeout-secs",
+        long = "http-timeout-secs",
+        env = "WORKUP_HTTP_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub timeout_secs: u64,
+}
+
+/// Token settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthConfig {
+    /// HMAC key that signs and checks access tokens (HS256). Set a real secret in production.
+    #[arg(
+        id = "jwt-secret",
+        long = "jwt-secret",
+        env = "WORKUP_JWT_SECRET",
+        default_value = "workup-local-development-secret-change-me",
+        hide_default_value = true
+    )]
+    pub jwt_secret: SecretString,
+    /// Lifetime of an access token, in seconds.
+    #[arg(
+        id = "jwt-ttl-secs",
+        long = "jwt-ttl-secs",
+        env = "WORKUP_JWT_TTL_SECS",
+        default_value_t = 3600
+    )]
+    pub jwt_ttl_secs: u64,
+}
+
+impl Config {
+    /// The defaults, as for the local stack (ignores the process's arguments, reads the environment).
+    pub fn local() -> Self {
+        <Self as clap::Parser>::parse_from(["workup"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_setting_has_a_distinct_flag_and_a_default() {
+        Config::command().debug_assert();
+        let config = Config::local();
+        assert_eq!(
+            config.kafka.context_topic(domain::BoundedContext::Users),
+            "workup.users"
+        );
+        assert_eq!(config.kafka.dlq_topic("jobs"), "workup.dlq.jobs");
+    }
+}

@@ -1,0 +1,191 @@
+//! `ApiError` and its `application/problem+json` answers (DESIGN §3). A client mistake is
+//! never a 500; a 500's detail reveals nothing and its cause is logged once, here.
+
+use axum::{
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use domain::{DomainError, FieldError};
+use serde::Serialize;
+use std::time::Duration;
+
+use crate::ledger::{CommandError, LedgerError};
+
+/// Every error an HTTP handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A domain rule refused the command (400/403/404/409).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The request could not be read (malformed JSON, wrong types, bad path or query).
+    #[error("{detail}")]
+    BadRequest {
+        /// Stable code, e.g. `malformed-json`.
+        code: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Missing, malformed or expired bearer token, or wrong credentials.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// The resource does not exist (or is not visible to the caller).
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// The stream changed since it was read: another command won the race.
+    #[error("the resource was changed concurrently; retry")]
+    VersionConflict,
+    /// A unique value is taken (e.g. an email).
+    #[error("conflict: {0}")]
+    Taken(&'static str),
+    /// A dependency is down or the service is not ready.
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    /// Anything else: a bug or an infrastructure failure (500).
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Domain(e) => Self::Domain(e),
+            CommandError::Ledger(e) => e.into(),
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::VersionConflict { .. } => Self::VersionConflict,
+            LedgerError::ReservationTaken { scope: "email" } => Self::Taken("email-taken"),
+            LedgerError::ReservationTaken { .. } => Self::Taken("value-taken"),
+            other => Self::Unexpected(other.into()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let code = match &rejection {
+            JsonRejection::JsonSyntaxError(_) => "malformed-json",
+            JsonRejection::JsonDataError(_) => "invalid-body",
+            JsonRejection::MissingJsonContentType(_) => "unsupported-media-type",
+            _ => "unreadable-body",
+        };
+        Self::BadRequest {
+            code,
+            detail: rejection.body_text(),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest {
+            code: "invalid-path",
+            detail: rejection.body_text(),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest {
+            code: "invalid-query",
+            detail: rejection.body_text(),
+        }
+    }
+}
+
+/// The problem document (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable URI reference naming the kind of problem, e.g. `/problems/job-closed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// What happened this time.
+    pub detail: String,
+    /// Field errors of a validation problem.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<super::openapi::FieldErrorSchema>)]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// Status, stable code and title of this error.
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Domain(DomainError::Invalid(_)) => (StatusCode::BAD_REQUEST, "validation", "Invalid input"),
+            Self::Domain(DomainError::Forbidden(code)) => (StatusCode::FORBIDDEN, code, "Forbidden"),
+            Self::Domain(DomainError::NotFound(code)) => (StatusCode::NOT_FOUND, code, "Not found"),
+            Self::Domain(DomainError::Conflict(code)) => (StatusCode::CONFLICT, code, "Conflict"),
+            Self::BadRequest { code, .. } if *code == "unsupported-media-type" => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, code, "Unsupported media type")
+            }
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
+            Self::Unauthorized(code) => (StatusCode::UNAUTHORIZED, code, "Unauthorized"),
+            Self::NotFound(code) => (StatusCode::NOT_FOUND, code, "Not found"),
+            Self::VersionConflict => (
+                StatusCode::CONFLICT,
+                "version-conflict",
+                "Concurrent modification",
+            ),
+            Self::Taken(code) => (StatusCode::CONFLICT, code, "Conflict"),
+            Self::Unavailable(code) => (StatusCode::SERVICE_UNAVAILABLE, code, "Service unavailable"),
+            Self::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.classify();
+        let detail = match &self {
+            Self::Unexpected(error) => {
+                tracing::error!(error.message = %error, error.cause_chain = ?error, "request failed");
+                "an unexpected error occurred; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let errors = match self {
+            Self::Domain(DomainError::Invalid(fields)) => fields,
+            _ => Vec::new(),
+        };
+        problem_response(status, code, title, detail, errors, None)
+    }
+}
+
+/// Build a problem+json response (also used by fallbacks and middleware).
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    title: &'static str,
+    detail: String,
+    errors: Vec<FieldError>,
+    retry_after: Option<Duration>,
+) -> Response {
+    let problem = Problem {
+        kind: format!("/problems/{code}"),
+        title,
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let mut response = (status, axum::Json(problem)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(after) = retry_after
+        && let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}

@@ -1,0 +1,242 @@
+//! The consumer toolkit (DESIGN §5, §6): group membership, offsets stored only after the
+//! handler's effect is durable, de-duplication by (stream id, version), retries with
+//! exponential backoff, then parking in `<prefix>.dlq.<consumer>` and going on, and a
+//! graceful stop that finishes the event in flight and commits.
+
+use rdkafka::{
+    Message,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{BorrowedMessage, Header, OwnedHeaders},
+    producer::FutureProducer,
+};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{KafkaError, client_config, ensure_topics, producer, record};
+use crate::{config::KafkaConfig, ledger::RecordedEvent};
+
+/// A handler's failure: retried, then the event is parked.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a projector or saga does with each event. Must be idempotent: the same event can
+/// arrive again after a crash (it is then applied twice to the same effect).
+pub trait EventHandler: Send + Sync + 'static {
+    /// Apply one event; return only once its effect is durable.
+    fn handle(&self, event: &RecordedEvent) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// How a consumer runs.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Consumer name: the group id and the DLQ suffix.
+    pub name: String,
+    /// Topics to follow.
+    pub topics: Vec<String>,
+    /// Attempts before an event is parked.
+    pub max_attempts: u32,
+    /// First retry delay, doubled each time.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl ConsumerOptions {
+    /// Defaults: 5 attempts, 100 ms doubling to 5 s.
+    pub fn new(name: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            topics,
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How one message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Handled,
+    Duplicate,
+    Parked,
+}
+
+/// Consume until `shutdown` turns true.
+pub async fn run<H: EventHandler>(
+    kafka: &KafkaConfig,
+    options: ConsumerOptions,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), KafkaError> {
+    let dlq_topic = kafka.dlq_topic(&options.name);
+    ensure_topics(kafka, &options.topics, false).await?;
+    ensure_topics(kafka, std::slice::from_ref(&dlq_topic), false).await?;
+    let consumer: StreamConsumer = client_config(kafka)
+        .set("group.id", format!("{}.{}", kafka.topic_prefix, options.name))
+        .set("enable.auto.commit", "true")
+        // Offsets are stored by hand once the effect is durable; auto-commit sends only those.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("auto.commit.interval.ms", "1000")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())
+        .set("session.timeout.ms", "10000")
+        .create()?;
+    let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    let dlq = producer(kafka)?;
+    let mut seen = Dedup::default();
+    tracing::info!(consumer = %options.name, topics = ?options.topics, "consumer started");
+    loop {
+        let message = tokio::select! {
+            message = consumer.recv() => message,
+            _ = shutdown.changed() => break,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(error) => {
+                tracing::warn!(consumer = %options.name, %error, "consume error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let outcome = process(
+            &message,
+            &options,
+            handler.as_ref(),
+            &mut seen,
+            &dlq,
+            &dlq_topic,
+            &shutdown,
+        )
+        .await;
+        match outcome {
+            Ok(outcome) => {
+                metrics::counter!("workup_consumer_events_total", "consumer" => options.name.clone(), "outcome" => format!("{outcome:?}")).increment(1);
+                consumer.store_offset_from_message(&message)?;
+            }
+            // Stopping mid-retry: the offset is not stored, the event comes again after restart.
+            Err(Stopped) => break,
+        }
+    }
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .or_else(|e| match e {
+            rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
+            e => Err(e),
+        })?;
+    tracing::info!(consumer = %options.name, "consumer stopped");
+    Ok(())
+}
+
+struct Stopped;
+
+async fn process<H: EventHandler>(
+    message: &BorrowedMessage<'_>,
+    options: &ConsumerOptions,
+    handler: &H,
+    seen: &mut Dedup,
+    dlq: &FutureProducer,
+    dlq_topic: &str,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Outcome, Stopped> {
+    let payload = message.payload().unwrap_or_default();
+    let event: RecordedEvent = match serde_json::from_slice(payload) {
+        Ok(e) => e,
+        Err(error) => {
+            park(
+                dlq,
+                dlq_topic,
+                message.key().unwrap_or_default(),
+                payload,
+                &format!("undecodable: {error}"),
+                0,
+            )
+            .await;
+            return Ok(Outcome::Parked);
+        }
+    };
+    if seen.already_applied(event.stream_id, event.version) {
+        return Ok(Outcome::Duplicate);
+    }
+    let mut backoff = options.initial_backoff;
+    let mut attempt = 1;
+    loop {
+        match handler.handle(&event).await {
+            Ok(()) => break,
+            Err(error) if attempt >= options.max_attempts => {
+                tracing::error!(consumer = %options.name, stream_id = %event.stream_id, version = event.version,
+                    event_type = %event.event_type, %error, attempts = attempt, "parking event in the dead-letter topic");
+                park(
+                    dlq,
+                    dlq_topic,
+                    message.key().unwrap_or_default(),
+                    payload,
+                    &error.to_string(),
+                    attempt,
+                )
+                .await;
+                seen.applied(event.stream_id, event.version);
+                return Ok(Outcome::Parked);
+            }
+            Err(error) => {
+                tracing::warn!(consumer = %options.name, stream_id = %event.stream_id, version = event.version,
+                    %error, attempt, "handler failed; retrying");
+                if *shutdown.borrow() {
+                    return Err(Stopped);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(options.max_backoff);
+                attempt += 1;
+            }
+        }
+    }
+    seen.applied(event.stream_id, event.version);
+    let lag = (chrono::Utc::now() - event.recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
+    metrics::gauge!("workup_consumer_lag_seconds", "consumer" => options.name.clone()).set(lag);
+    Ok(Outcome::Handled)
+}
+
+/// Send a poison event to the dead-letter topic with the reason in headers. If even that
+/// fails, the error is logged and the consumer goes on (the event stays in its topic).
+async fn park(dlq: &FutureProducer, topic: &str, key: &[u8], payload: &[u8], error: &str, attempts: u32) {
+    let key = String::from_utf8_lossy(key);
+    let attempts = attempts.to_string();
+    let headers = OwnedHeaders::new_with_capacity(2)
+        .insert(Header {
+            key: "error",
+            value: Some(error),
+        })
+        .insert(Header {
+            key: "attempts",
+            value: Some(attempts.as_str()),
+        });
+    if let Err((e, _)) = dlq
+        .send(record(topic, &key, payload, headers), Duration::from_secs(30))
+        .await
+    {
+        tracing::error!(%topic, error = %e, "could not park an event in the dead-letter topic");
+    }
+}
+
+/// The last version applied per stream, so a redelivered event is skipped. In memory: the
+/// durable guard is each handler's own idempotence (versions stored with read-model rows).
+#[derive(Default)]
+struct Dedup {
+    last: HashMap<Uuid, i64>,
+}
+
+impl Dedup {
+    const MAX_STREAMS: usize = 200_000;
+
+    fn already_applied(&self, stream_id: Uuid, version: i64) -> bool {
+        self.last.get(&stream_id).is_some_and(|v| *v >= version)
+    }
+
+    fn applied(&mut self, stream_id: Uuid, version: i64) {
+        if self.last.len() >= Self::MAX_STREAMS {
+            self.last.clear();
+        }
+        self.last.insert(stream_id, version);
+    }
+}

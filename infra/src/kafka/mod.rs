@@ -1,0 +1,141 @@
+//! Kafka (DESIGN §5): clients, topics and the event record format.
+//!
+//! - [`consumer`]: the consumer toolkit used by projectors and sagas.
+//! - the message of an event: key = stream id, value = the [`RecordedEvent`] as JSON, headers
+//!   with event type, schema version, stream id, version, global position, correlation id.
+
+pub mod consumer;
+
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    error::RDKafkaErrorCode,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+
+use crate::{config::KafkaConfig, ledger::RecordedEvent};
+
+/// Why a Kafka operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The client failed.
+    #[error("kafka client error")]
+    Client(#[from] rdkafka::error::KafkaError),
+    /// A topic could not be created.
+    #[error("could not create topic {topic}: {code}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        code: RDKafkaErrorCode,
+    },
+    /// An event could not be encoded as a message.
+    #[error("could not encode an event")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Base client settings.
+pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &config.brokers)
+        .set("socket.keepalive.enable", "true")
+        // librdkafka logs to stderr by default; errors surface through our results instead.
+        .set("log_level", "3");
+    cfg
+}
+
+/// The producer: acks=all, one request in flight per connection so retries keep the order per
+/// partition. No Kafka transactions: consumers de-duplicate by (stream id, version) instead.
+///
+/// Not idempotent: the local broker (tansu 0.6.0) panics its storage on some idempotent
+/// produce requests under load (`idempotent_message_check`: "more or less than one row"),
+/// after which it fails every request until restarted. Without idempotence a retried request
+/// may write a duplicate, which consumers already drop (DESIGN §5), and order still holds.
+pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    Ok(client_config(config)
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .create()?)
+}
+
+/// Create the topics that do not exist yet (the broker does not auto-create them).
+pub async fn ensure_topics(
+    config: &KafkaConfig,
+    topics: &[String],
+    compacted: bool,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(config).create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|name| {
+            let topic = NewTopic::new(
+                name,
+                config.partitions,
+                TopicReplication::Fixed(config.replication),
+            );
+            if compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let results = admin
+        .create_topics(new_topics.iter(), &AdminOptions::new())
+        .await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// The topics of every bounded context.
+pub fn context_topics(config: &KafkaConfig) -> Vec<String> {
+    domain::BoundedContext::ALL
+        .iter()
+        .map(|c| config.context_topic(*c))
+        .collect()
+}
+
+/// Encode an event as a message value and its headers.
+pub fn encode_event(event: &RecordedEvent) -> Result<(String, Vec<u8>, OwnedHeaders), KafkaError> {
+    let value = serde_json::to_vec(event)?;
+    let schema_version = event.schema_version.to_string();
+    let stream_id = event.stream_id.to_string();
+    let version = event.version.to_string();
+    let position = event.global_position.to_string();
+    let correlation_id = event.metadata.correlation_id.to_string();
+    let headers = OwnedHeaders::new_with_capacity(6)
+        .insert(header("event_type", &event.event_type))
+        .insert(header("schema_version", &schema_version))
+        .insert(header("stream_id", &stream_id))
+        .insert(header("version", &version))
+        .insert(header("global_position", &position))
+        .insert(header("correlation_id", &correlation_id));
+    Ok((stream_id, value, headers))
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// The record of an encoded event for `topic`.
+pub fn record<'a>(
+    topic: &'a str,
+    key: &'a str,
+    value: &'a [u8],
+    headers: OwnedHeaders,
+) -> FutureRecord<'a, str, [u8]> {
+    FutureRecord::to(topic).key(key).payload(value).headers(headers)
+}

@@ -1,0 +1,183 @@
+//! The PostgreSQL ledger (DESIGN §4): the source of truth.
+//!
+//! - [`append`]: atomic multi-stream appends with expected versions, reservations, idempotency.
+//! - [`load`]: reading and folding streams.
+//! - [`outbox`]: the rows the relay publishes to Kafka.
+//! - [`upcast`]: lifting old event schema versions on read.
+//! - [`execute`]: load → decide → append, the one command path (handlers and sagas).
+
+pub mod append;
+pub mod execute;
+pub mod load;
+pub mod outbox;
+pub mod upcast;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, postgres::PgPoolOptions};
+use std::{sync::Arc, time::Duration};
+use uuid::Uuid;
+
+use crate::config::PostgresConfig;
+pub use append::{
+    AppendRequest, Appended, ExpectedVersion, NewEvent, Reservation, StreamVersion, StreamWrite,
+};
+pub use execute::CommandError;
+pub use load::Loaded;
+pub use upcast::Upcasters;
+
+/// Embedded migrations of the ledger database.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Why a ledger operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A stream's version was not the expected one: someone appended first. Nothing was written.
+    #[error("stream {stream_id} is not at the expected version")]
+    VersionConflict {
+        /// The stream that lost the race.
+        stream_id: Uuid,
+    },
+    /// A unique value is already reserved (e.g. an email). Nothing was written.
+    #[error("{scope} is already taken")]
+    ReservationTaken {
+        /// What kind of value, e.g. `email`.
+        scope: &'static str,
+    },
+    /// An event could not be encoded or decoded.
+    #[error("event {event_type} (schema {schema_version}) could not be (de)serialised")]
+    Codec {
+        /// The event's type name.
+        event_type: String,
+        /// The event's schema version.
+        schema_version: i32,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The database failed.
+    #[error("ledger database error")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("ledger migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Who and what caused an append; stored with every event (DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// The command that produced the events (idempotency key of the append).
+    pub command_id: Uuid,
+    /// The request or saga run this belongs to.
+    pub correlation_id: Uuid,
+    /// The event or command that caused this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// The acting user, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<Uuid>,
+    /// When the command was decided.
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl EventMetadata {
+    /// Metadata for a new command: fresh command id, the given correlation id.
+    pub fn new(correlation_id: Uuid, actor_id: Option<Uuid>, occurred_at: DateTime<Utc>) -> Self {
+        Self {
+            command_id: Uuid::now_v7(),
+            correlation_id,
+            causation_id: None,
+            actor_id,
+            occurred_at,
+        }
+    }
+}
+
+/// One event as stored in the ledger and carried on Kafka (the message value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Position in the ledger (unique, increasing, with gaps; never used for waiting).
+    pub global_position: i64,
+    /// The stream (aggregate id).
+    pub stream_id: Uuid,
+    /// The stream's type, e.g. `user`.
+    pub stream_type: String,
+    /// Version within the stream, from 1.
+    pub version: i64,
+    /// Type name of the event.
+    pub event_type: String,
+    /// Schema version of `payload`.
+    pub schema_version: i32,
+    /// The event (serde-tagged JSON of the domain event).
+    pub payload: serde_json::Value,
+    /// Who and what caused it.
+    pub metadata: EventMetadata,
+    /// When the ledger recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// Decode the payload into the domain event, lifting old schema versions first.
+    pub fn decode<E: domain::DomainEvent>(&self, upcasters: &Upcasters) -> Result<E, LedgerError> {
+        let payload = upcasters.lift(&self.event_type, self.schema_version, self.payload.clone());
+        serde_json::from_value(payload).map_err(|source| LedgerError::Codec {
+            event_type: self.event_type.clone(),
+            schema_version: self.schema_version,
+            source,
+        })
+    }
+}
+
+/// The ledger: a pool on the ledger database and the upcasters used when reading.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pool: PgPool,
+    upcasters: Arc<Upcasters>,
+}
+
+impl Ledger {
+    /// Connect (lazily, with a bounded pool) and run the migrations.
+    pub async fn connect(config: &PostgresConfig) -> Result<Self, LedgerError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self::new(pool, Upcasters::current()))
+    }
+
+    /// A ledger on an existing (migrated) pool.
+    pub fn new(pool: PgPool, upcasters: Upcasters) -> Self {
+        Self {
+            pool,
+            upcasters: Arc::new(upcasters),
+        }
+    }
+
+    /// The connection pool (for readiness checks and the relay).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The upcasters applied when reading.
+    pub fn upcasters(&self) -> &Upcasters {
+        &self.upcasters
+    }
+
+    /// Check the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whose stream holds a reserved value (e.g. which user owns an email), if anyone's.
+    pub async fn reservation_owner(&self, scope: &str, value: &str) -> Result<Option<Uuid>, LedgerError> {
+        let owner = sqlx::query_scalar("SELECT stream_id FROM reservations WHERE scope = $1 AND value = $2")
+            .bind(scope)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(owner)
+    }
+}

@@ -1,0 +1,46 @@
+//! Infrastructure adapters: everything that talks to a database or a broker lives here.
+//!
+//! - [`config`]: the typed [`config::Config`] from environment variables.
+//! - [`telemetry`]: structured logging.
+//! - [`ledger`]: the PostgreSQL event store, outbox and command path (DESIGN §4).
+//! - [`relay`]: the outbox relay to Kafka (DESIGN §1, §5).
+//! - [`kafka`]: Kafka clients, topics and the consumer toolkit.
+//! - [`cassandra`], [`mongo`], [`redis`]: read-model stores and the cache; [`store`]: their error.
+//! - [`http`]: problem+json errors, extractors, auth, health and metrics for the services.
+//! - `testing` (feature `test-support`): isolated resources per test on the local stack.
+
+pub mod cassandra;
+pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod ledger;
+pub mod mongo;
+pub mod redis;
+pub mod relay;
+pub mod store;
+pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+/// Resolve when the process receives Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

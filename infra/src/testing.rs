@@ -1,0 +1,78 @@
+//! Test fixtures on the real local stack (feature `test-support`): every [`TestEnv`] gets its
+//! own PostgreSQL database (migrated), Kafka topic prefix (topics created), Cassandra
+//! keyspace, MongoDB database and Redis key prefix, so tests run in parallel in isolation.
+//! A service that is down fails the test at once, naming the command that starts it.
+
+use anyhow::{Context, bail};
+use sqlx::{Connection, Executor, PgConnection};
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::{config::Config, kafka, ledger::Ledger};
+
+const START_HINT: &str = "start the local stack with `bash scripts/infra.sh up`";
+
+/// An isolated slice of the local stack for one test.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// Unique namespace `t_<hex>` all resources are named after.
+    pub namespace: String,
+    /// Configuration pointing at this test's resources, HTTP ports 0.
+    pub config: Config,
+}
+
+impl TestEnv {
+    /// Create the namespace's resources.
+    pub async fn new() -> anyhow::Result<Self> {
+        let namespace = format!("t_{}", &Uuid::new_v4().simple().to_string()[..16]);
+        let mut config = Config::local();
+        config.http.command_api_port = 0;
+        config.http.query_api_port = 0;
+        config.http.projectors_port = 0;
+        config.postgres.max_connections = 8;
+        config.kafka.fetch_wait_ms = 10;
+        config.kafka.partitions = 2;
+
+        let base = config.postgres.url.clone();
+        let mut admin = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&base))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from))
+            .with_context(|| format!("PostgreSQL is not reachable at {base}: {START_HINT}"))?;
+        admin
+            .execute(format!("CREATE DATABASE {namespace}").as_str())
+            .await?;
+        admin.close().await?;
+        let Some((prefix, _)) = base.rsplit_once('/') else {
+            bail!("WORKUP_PG_URL has no database part: {base}");
+        };
+        config.postgres.url = format!("{prefix}/{namespace}");
+        config.kafka.topic_prefix = format!("{namespace}.workup");
+        config.cassandra.keyspace = namespace.clone();
+        config.mongo.database = namespace.clone();
+        config.redis.prefix = format!("{namespace}:");
+
+        Ledger::connect(&config.postgres)
+            .await
+            .context("could not migrate the test ledger")?;
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            kafka::ensure_topics(&config.kafka, &kafka::context_topics(&config.kafka), false),
+        )
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .with_context(|| {
+            format!(
+                "the Kafka broker is not reachable at {}: {START_HINT}",
+                config.kafka.brokers
+            )
+        })?;
+        Ok(Self { namespace, config })
+    }
+
+    /// A ledger on this test's database.
+    pub async fn ledger(&self) -> anyhow::Result<Ledger> {
+        Ok(Ledger::connect(&self.config.postgres).await?)
+    }
+}

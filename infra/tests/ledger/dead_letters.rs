@@ -1,0 +1,125 @@
+//! The consumer toolkit with a poison event: retried, parked in the DLQ, and the consumer goes on.
+
+use infra::{
+    kafka::{
+        client_config,
+        consumer::{ConsumerOptions, EventHandler, HandlerError},
+        context_topics,
+    },
+    ledger::{ExpectedVersion, RecordedEvent},
+    relay::Relay,
+};
+use rdkafka::{
+    Message,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use uuid::Uuid;
+
+use crate::support::{RunningConsumer, append, eventually, test_env};
+
+/// Fails every time on one (stream, version); records attempts and successes.
+struct Picky {
+    poison: (Uuid, i64),
+    attempts: Mutex<HashMap<(Uuid, i64), u32>>,
+    handled: Mutex<Vec<(Uuid, i64)>>,
+}
+
+impl EventHandler for Picky {
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
+        let key = (event.stream_id, event.version);
+        *self.attempts.lock().expect("lock").entry(key).or_default() += 1;
+        if key == self.poison {
+            return Err("cannot project this one".into());
+        }
+        self.handled.lock().expect("lock").push(key);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
+    let env = test_env().await;
+    let ledger = env.ledger().await.expect("ledger");
+    let (stream, other) = (Uuid::now_v7(), Uuid::now_v7());
+    for version in 0..5 {
+        append(&ledger, stream, ExpectedVersion::from_loaded(version), 1)
+            .await
+            .expect("append");
+    }
+    append(&ledger, other, ExpectedVersion::NoStream, 2)
+        .await
+        .expect("append other");
+    Relay::new(ledger.clone(), &env.config.kafka, 100)
+        .expect("relay")
+        .run_until_idle()
+        .await
+        .expect("relay");
+
+    let handler = Arc::new(Picky {
+        poison: (stream, 3),
+        attempts: Mutex::default(),
+        handled: Mutex::default(),
+    });
+    let mut options = ConsumerOptions::new("picky", context_topics(&env.config.kafka));
+    options.max_attempts = 3;
+    options.initial_backoff = Duration::from_millis(10);
+    options.max_backoff = Duration::from_millis(40);
+    let consumer = RunningConsumer::start_with(&env, options, handler.clone());
+    eventually(
+        Duration::from_secs(30),
+        "the other six events handled",
+        || async { handler.handled.lock().expect("lock").len() >= 6 },
+    )
+    .await;
+
+    let handled = handler.handled.lock().expect("lock").clone();
+    let of_stream: Vec<i64> = handled
+        .iter()
+        .filter(|(s, _)| *s == stream)
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(
+        of_stream,
+        vec![1, 2, 4, 5],
+        "the events after the poison one were processed, in order"
+    );
+    assert_eq!(handled.iter().filter(|(s, _)| *s == other).count(), 2);
+    assert_eq!(
+        handler.attempts.lock().expect("lock").get(&(stream, 3)),
+        Some(&3),
+        "tried max_attempts times"
+    );
+
+    // The parked message: the original value, with the reason and the attempts in headers.
+    let dlq: StreamConsumer = client_config(&env.config.kafka)
+        .set("group.id", format!("{}.dlq-reader", env.namespace))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("dlq consumer");
+    dlq.subscribe(&[env.config.kafka.dlq_topic("picky").as_str()])
+        .expect("subscribe");
+    let message = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+        .await
+        .expect("a parked message within 30 s")
+        .expect("dlq message");
+    let parked: RecordedEvent = serde_json::from_slice(message.payload().expect("payload")).expect("event");
+    assert_eq!((parked.stream_id, parked.version), (stream, 3));
+    let headers = message.headers().expect("headers");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("attempts").as_deref(), Some("3"));
+    assert_eq!(header("error").as_deref(), Some("cannot project this one"));
+    consumer.stop().await;
+}

@@ -1,0 +1,151 @@
+//! The relay and late commits: sequence values are taken before commit, so a transaction that
+//! commits after later ones leaves a hole that a tailing reader would skip (DESIGN §1).
+
+use infra::{
+    ledger::{AppendRequest, ExpectedVersion},
+    relay::{Relay, Step},
+};
+use std::{sync::Arc, time::Duration};
+use uuid::Uuid;
+
+use crate::support::{
+    Collector, RunningConsumer, append, assert_exactly_once_in_order, eventually, increments, ledger_streams,
+    meta, outbox_len, test_env,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_committing_out_of_order_are_all_published() {
+    let env = test_env().await;
+    let ledger = env.ledger().await.expect("ledger");
+    let relay = Relay::new(ledger.clone(), &env.config.kafka, 50).expect("relay");
+
+    // Three appends held open after their events took global positions: each writes a new
+    // stream (smaller id, locked first) and then waits for a row lock on a second stream.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (a, b) = {
+            let (x, y) = (Uuid::new_v4(), Uuid::new_v4());
+            if x < y { (x, y) } else { (y, x) }
+        };
+        append(&ledger, b, ExpectedVersion::NoStream, 1)
+            .await
+            .expect("b exists");
+        let mut lock = ledger.pool().begin().await.expect("begin");
+        sqlx::query("SELECT 1 FROM streams WHERE stream_id = $1 FOR UPDATE")
+            .bind(b)
+            .execute(&mut *lock)
+            .await
+            .expect("lock b");
+        let request = AppendRequest::new(
+            meta(),
+            vec![
+                increments(a, ExpectedVersion::NoStream, 2),
+                increments(b, ExpectedVersion::Exact(1), 1),
+            ],
+        );
+        let writer = {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.append(request).await })
+        };
+        held.push((lock, writer));
+    }
+    eventually(Duration::from_secs(10), "the three appends to wait on their lock", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(ledger.pool())
+        .await
+        .expect("pg_stat_activity");
+        waiting == 3
+    })
+    .await;
+
+    // Later transactions commit first, and the relay publishes them.
+    let mut later_positions = Vec::new();
+    for _ in 0..20 {
+        let appended = append(&ledger, Uuid::now_v7(), ExpectedVersion::NoStream, 1)
+            .await
+            .expect("later append");
+        later_positions.extend(appended.positions);
+    }
+    assert_eq!(
+        relay.run_until_idle().await.expect("relay"),
+        3 + 20,
+        "the committed ones"
+    );
+    assert_eq!(relay.step().await.expect("relay"), Step::Idle);
+
+    // The held ones commit now, last-started first.
+    let mut held_positions = Vec::new();
+    let mut held_first = Vec::new();
+    while let Some((lock, writer)) = held.pop() {
+        lock.commit().await.expect("release lock");
+        let appended = writer.await.expect("writer").expect("held append commits");
+        held_first.push(appended.positions[0]);
+        held_positions.extend(appended.positions);
+    }
+    // Each took positions for its first stream before the later appends did: the gap case.
+    let oldest_later = later_positions.iter().min().copied().unwrap_or_default();
+    assert!(
+        held_first.iter().all(|p| *p < oldest_later),
+        "held positions {held_first:?} precede the published ones (from {oldest_later})"
+    );
+
+    assert_eq!(
+        relay.run_until_idle().await.expect("relay"),
+        3 * 3,
+        "the late commits are not skipped"
+    );
+    assert_eq!(outbox_len(&ledger).await, 0);
+
+    let collector = Arc::new(Collector::default());
+    let consumer = RunningConsumer::start(&env, "late-commits", collector.clone());
+    let expected = ledger_streams(&ledger).await;
+    let total: i64 = expected.values().sum();
+    assert_eq!(total, 3 + 20 + 9);
+    eventually(Duration::from_secs(30), "every event on Kafka", || async {
+        collector.len() as i64 >= total
+    })
+    .await;
+    consumer.stop().await;
+    let received = collector.events();
+    assert_exactly_once_in_order(&received, &expected);
+    for position in held_positions {
+        assert!(
+            received.iter().any(|e| e.global_position == position),
+            "position {position} published"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_running_relay_publishes_appends_as_they_commit() {
+    let env = test_env().await;
+    let ledger = env.ledger().await.expect("ledger");
+    let relay = Relay::new(ledger.clone(), &env.config.kafka, 100).expect("relay");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(relay.run(stopped));
+    let collector = Arc::new(Collector::default());
+    let consumer = RunningConsumer::start(&env, "live", collector.clone());
+
+    let stream = Uuid::now_v7();
+    for version in 0..30 {
+        append(&ledger, stream, ExpectedVersion::from_loaded(version), 1)
+            .await
+            .expect("append");
+    }
+    eventually(Duration::from_secs(30), "30 events consumed", || async {
+        collector.len() >= 30
+    })
+    .await;
+    let _ = stop.send(true);
+    relay.await.expect("relay task");
+    consumer.stop().await;
+    let received = collector.events();
+    assert_exactly_once_in_order(&received, &[(stream, 30)].into_iter().collect());
+    assert!(
+        received
+            .iter()
+            .all(|e| e.stream_type == "counter" && e.event_type == "Incremented")
+    );
+}

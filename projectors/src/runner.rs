@@ -1,0 +1,147 @@
+//! Starting every projector, and the health/metrics endpoint of the process.
+
+use anyhow::Context as _;
+use axum::Router;
+use futures::FutureExt;
+use infra::{
+    cassandra::{self, JobStore},
+    config::Config,
+    http::{health, with_common_layers},
+    kafka::consumer::{self, ConsumerOptions},
+    ledger::Upcasters,
+    mongo::{self, UserProfiles},
+    redis::Cache,
+};
+use std::{future::Future, sync::Arc};
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+
+use crate::{jobs::JobsProjector, user_profiles::UserProfilesProjector};
+
+/// The running projectors of one process.
+pub struct Projectors {
+    listener: TcpListener,
+    router: Router,
+    consumers: JoinSet<anyhow::Result<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Projectors {
+    /// Connect to the read models, create their schema and start every consumer.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let session = cassandra::connect(&config.cassandra)
+            .await
+            .context("could not connect to Cassandra (WORKUP_CASSANDRA_NODES)")?;
+        cassandra::ensure_schema(&session, &config.cassandra)
+            .await
+            .context("could not create the Cassandra schema")?;
+        let db = mongo::connect(&config.mongo)
+            .await
+            .context("could not connect to MongoDB (WORKUP_MONGO_URL)")?;
+        let cache = Cache::connect(&config.redis)
+            .await
+            .context("could not connect to Redis (WORKUP_REDIS_URL)")?;
+        let profiles = UserProfiles::new(&db);
+        let jobs = JobStore::new(session, &config.cassandra.keyspace).await?;
+
+        let (stop, stopped) = watch::channel(false);
+        let mut consumers = JoinSet::new();
+        let kafka = config.kafka.clone();
+        let users_topic = vec![kafka.context_topic(domain::BoundedContext::Users)];
+        let jobs_topic = vec![kafka.context_topic(domain::BoundedContext::Jobs)];
+        let user_profiles = Arc::new(UserProfilesProjector {
+            profiles: profiles.clone(),
+            upcasters: Upcasters::current(),
+        });
+        let jobs_projector = Arc::new(JobsProjector {
+            store: jobs.clone(),
+            cache,
+            upcasters: Upcasters::current(),
+        });
+        {
+            let (kafka, stopped) = (kafka.clone(), stopped.clone());
+            consumers.spawn(async move {
+                Ok(consumer::run(
+                    &kafka,
+                    ConsumerOptions::new("user-profiles", users_topic),
+                    user_profiles,
+                    stopped,
+                )
+                .await?)
+            });
+        }
+        consumers.spawn(async move {
+            Ok(consumer::run(
+                &kafka,
+                ConsumerOptions::new("jobs", jobs_topic),
+                jobs_projector,
+                stopped,
+            )
+            .await?)
+        });
+
+        let checks: Vec<(&'static str, health::ReadyCheck)> = vec![
+            (
+                "mongodb",
+                Arc::new(move || {
+                    let p = profiles.clone();
+                    async move { p.ping().await.map_err(|e| e.to_string()) }.boxed()
+                }),
+            ),
+            (
+                "cassandra",
+                Arc::new(move || {
+                    let j = jobs.clone();
+                    async move { j.ping().await.map_err(|e| e.to_string()) }.boxed()
+                }),
+            ),
+        ];
+        let router = with_common_layers(health::router("projectors", checks), &config.http);
+        let address = format!("{}:{}", config.http.host, config.http.projectors_port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("could not listen on {address} (WORKUP_PROJECTORS_PORT)"))?;
+        Ok(Self {
+            listener,
+            router,
+            consumers,
+            stop,
+        })
+    }
+
+    /// The port of the health endpoint.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Run until `shutdown` resolves or a consumer fails; then stop every consumer, each
+    /// finishing its event in flight and committing its offsets.
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "projectors running");
+        let (server_stop, server_stopped) = watch::channel(false);
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            let mut stopped = server_stopped;
+            let _ = stopped.changed().await;
+        });
+        let server = tokio::spawn(async move { server.await });
+        let failed = tokio::select! {
+            _ = shutdown.map(|_| ()) => None,
+            Some(result) = self.consumers.join_next() => Some(result),
+        };
+        let _ = self.stop.send(true);
+        let _ = server_stop.send(true);
+        while let Some(result) = self.consumers.join_next().await {
+            result??;
+        }
+        server.await??;
+        match failed {
+            Some(result) => {
+                result??;
+                anyhow::bail!("a projector stopped unexpectedly")
+            }
+            None => Ok(()),
+        }
+    }
+}

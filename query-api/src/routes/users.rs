@@ -1,0 +1,42 @@
+//! Users: public profiles (DESIGN §3).
+
+use axum::{Router, extract::State, routing::get};
+use infra::{
+    http::{
+        ApiError,
+        auth::Authenticated,
+        extract::{Json, Path},
+        problem::Problem,
+    },
+    mongo::UserProfile,
+};
+use uuid::Uuid;
+
+use crate::state::AppState;
+
+/// Routes of the users context.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/users/{id}", get(get_user))
+}
+
+/// A user's public profile (any signed-in user may read it).
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = UserProfile), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn get_user(
+    State(app): State<AppState>,
+    Authenticated(_): Authenticated,
+    Path(id): Path<Uuid>,
+) -> Result<Json<UserProfile>, ApiError> {
+    let profile = app
+        .profiles
+        .get(id)
+        .await
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    profile
+        .filter(|p| !p.deleted)
+        .map(Json)
+        .ok_or(ApiError::NotFound("user-not-found"))
+}

@@ -1,0 +1,23 @@
+//! The read-model handles every handler shares.
+
+use axum::extract::FromRef;
+use infra::{cassandra::JobStore, http::auth::TokenKeys, mongo::UserProfiles, redis::Cache};
+
+/// Shared state of query-api.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Token checking.
+    pub keys: TokenKeys,
+    /// MongoDB user profiles.
+    pub profiles: UserProfiles,
+    /// Cassandra jobs.
+    pub jobs: JobStore,
+    /// Redis read-through cache.
+    pub cache: Cache,
+}
+
+impl FromRef<AppState> for TokenKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.keys.clone()
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end scenarios, load tests and benchmarks against the real local stack.
+//!
+//! - [`harness`]: starts command-api, query-api and the projectors in-process on one
+//!   isolated [`infra::testing::TestEnv`], and a typed HTTP client for them.
+
+pub mod harness;

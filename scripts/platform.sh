@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The whole platform on this machine: the local infrastructure (scripts/infra.sh) plus the
+# services command-api, query-api and projectors, each in the background with its log and
+# pid file under the state folder.
+#
+#   bash scripts/platform.sh up       install what is missing, start everything, wait until ready
+#   bash scripts/platform.sh down     stop the services, then the infrastructure
+#   bash scripts/platform.sh status   one line per service
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+state="${WORKUP_STATE_DIR:-$root/.state}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+services=(command-api query-api projectors)
+
+port_of() {
+  case "$1" in
+    command-api) echo "${WORKUP_COMMAND_API_PORT:-8080}" ;;
+    query-api) echo "${WORKUP_QUERY_API_PORT:-8081}" ;;
+    projectors) echo "${WORKUP_PROJECTORS_PORT:-8082}" ;;
+  esac
+}
+
+running() { [[ -f "$state/run/$1.pid" ]] && kill -0 "$(cat "$state/run/$1.pid")" 2>/dev/null; }
+
+up() {
+  bash "$here/infra.sh" up
+  echo "==> services: building command-api, query-api, projectors (cargo build; the first build takes several minutes)"
+  (cd "$root" && cargo build --quiet -p command-api -p query-api -p projectors)
+  mkdir -p "$state/run" "$state/logs"
+  for service in "${services[@]}"; do
+    if running "$service"; then
+      echo "==> $service: already running (pid $(cat "$state/run/$service.pid"))"
+      continue
+    fi
+    echo "==> $service: starting on 127.0.0.1:$(port_of "$service") (log $state/logs/$service.log)"
+    nohup "$target/debug/$service" >>"$state/logs/$service.log" 2>&1 &
+    echo $! >"$state/run/$service.pid"
+  done
+  for service in "${services[@]}"; do
+    local port deadline
+    port="$(port_of "$service")"
+    deadline=$((SECONDS + 60))
+    until curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1; do
+      if ! running "$service" || ((SECONDS > deadline)); then
+        echo "!! $service did not become ready on port $port; last log lines:" >&2
+        tail -n 30 "$state/logs/$service.log" >&2 || true
+        exit 1
+      fi
+      sleep 0.5
+    done
+    echo "==> $service: ready at http://127.0.0.1:$port"
+  done
+  echo "WorkUp-RS is up: commands on http://127.0.0.1:$(port_of command-api)/api/v1, queries on http://127.0.0.1:$(port_of query-api)/api/v1"
+}
+
+down() {
+  for service in "${services[@]}"; do
+    if running "$service"; then
+      echo "==> $service: stopping (pid $(cat "$state/run/$service.pid"))"
+      kill "$(cat "$state/run/$service.pid")" 2>/dev/null || true
+    fi
+    rm -f "$state/run/$service.pid"
+  done
+  bash "$here/infra.sh" down
+}
+
+status() {
+  for service in "${services[@]}"; do
+    if running "$service"; then
+      echo "$service: up on 127.0.0.1:$(port_of "$service") (pid $(cat "$state/run/$service.pid"))"
+    else
+      echo "$service: down"
+    fi
+  done
+  bash "$here/infra.sh" status
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
