@@ -31,6 +31,7 @@ KAFKA_PORT="${WORKUP_KAFKA_PORT:-9092}"
 MONGO_PORT="${WORKUP_MONGO_PORT:-27017}"
 CQL_PORT="${WORKUP_CQL_PORT:-9042}"
 PYTHON="${WORKUP_PYTHON:-python3}"
+PG_MAX_CONNECTIONS=300
 
 TANSU_VERSION=0.6.0
 NX27017_VERSION=0.8.1
@@ -100,6 +101,9 @@ pg_start() {
         cluster=$(pg_cluster_on_port)
     fi
     read -r version name status logfile <<<"$cluster"
+    # Tests race 50 writers on their own connections, several test binaries at once.
+    as_root pg_conftool "$version" "$name" set max_connections "$PG_MAX_CONNECTIONS" \
+        >>"$LOG_DIR/postgres-setup.log" 2>&1 </dev/null || die "postgres: pg_conftool failed"
     if ! as_root pg_ctlcluster "$version" "$name" start >>"$LOG_DIR/postgres-setup.log" 2>&1 </dev/null 9>&-; then
         show_log_tail "$LOG_DIR/postgres-setup.log"
         show_log_tail "$logfile"
@@ -228,6 +232,7 @@ up_kafka() {
         pid=$(live_pid "$KAFKA_PID" tansu || true)
         if kafka_answers; then
             if [[ -n "$pid" ]]; then
+                tansu_index_headers
                 log "kafka: already running on $HOST:$KAFKA_PORT (pid $pid)"
             else
                 log "kafka: already listening on $HOST:$KAFKA_PORT (not started by infra.sh; reused)"
@@ -259,7 +264,21 @@ up_kafka() {
         show_log_tail "$logfile"
         die "kafka: tansu listens on $HOST:$KAFKA_PORT but does not answer a Metadata request (log: $logfile)"
     fi
+    tansu_index_headers
     log "kafka: started tansu on $HOST:$KAFKA_PORT (pid $(cat "$KAFKA_PID"), log $logfile, $(since "$started"))"
+}
+
+# tansu 0.6.0's SQLite schema has no index on record headers: every fetched record then scans
+# the whole header table, and once it holds some 100k rows fetches stall the broker for
+# seconds (group sessions time out). The broker has created its schema once it answers.
+tansu_index_headers() {
+    "$PYTHON" - "$STATE_DIR/tansu/tansu.db" >>"$LOG_DIR/kafka-index.log" 2>&1 </dev/null <<'PY' ||
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30)
+db.execute("CREATE INDEX IF NOT EXISTS header_by_record ON header (topition, offset_id)")
+db.commit()
+PY
+        die "kafka: could not index tansu's header table (log: $LOG_DIR/kafka-index.log)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -335,10 +354,10 @@ up_cql() {
     fi
     command -v cargo >/dev/null 2>&1 || die "cql: cargo not found; install Rust (rustup) first"
     started=$(now_ms)
-    log "cql: building the emulator: cargo build -p cql-emulator (log: $build_log)"
-    if ! (cd "$WORKUP_ROOT" && cargo build -p cql-emulator) >>"$build_log" 2>&1 </dev/null; then
+    log "cql: building the emulator: cargo build --workspace --bin cql-emulator (log: $build_log)"
+    if ! (cd "$WORKUP_ROOT" && cargo build --workspace --bin cql-emulator) >>"$build_log" 2>&1 </dev/null; then
         show_log_tail "$build_log"
-        die "cql: cargo build -p cql-emulator failed"
+        die "cql: cargo build --workspace --bin cql-emulator failed"
     fi
     bin="$(cargo_target_dir)/debug/cql-emulator"
     [[ -x "$bin" ]] || die "cql: built, but $bin is missing"

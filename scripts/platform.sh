@@ -25,8 +25,8 @@ running() { [[ -f "$state/run/$1.pid" ]] && kill -0 "$(cat "$state/run/$1.pid")"
 
 up() {
   bash "$here/infra.sh" up
-  echo "==> services: building command-api, query-api, projectors (cargo build; the first build takes several minutes)"
-  (cd "$root" && cargo build --quiet -p command-api -p query-api -p projectors)
+  echo "==> services: building command-api, query-api, projectors (cargo build --workspace --bins; the first build takes several minutes)"
+  (cd "$root" && cargo build --quiet --workspace --bins)
   mkdir -p "$state/run" "$state/logs"
   for service in "${services[@]}"; do
     if running "$service"; then

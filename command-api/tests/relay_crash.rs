@@ -7,17 +7,21 @@ mod support;
 
 use infra::{
     ledger::{AppendRequest, ExpectedVersion},
+    relay::Relay,
     testing::TestEnv,
 };
+use sqlx::Connection;
 use std::{
-    process::{Child, Command, Stdio},
+    collections::BTreeMap,
+    process::{Child, Command},
     sync::Arc,
     time::{Duration, Instant},
 };
 use uuid::Uuid;
 
 use support::{
-    Collector, RunningConsumer, assert_exactly_once_in_order, increments, meta, outbox_len, test_env,
+    Collector, RunningConsumer, append, assert_exactly_once_in_order, eventually, increments, meta,
+    outbox_len, test_env,
 };
 
 const STREAMS: usize = 40;
@@ -35,8 +39,11 @@ impl RelayProcess {
             .env("WORKUP_KAFKA_TOPIC_PREFIX", &env.config.kafka.topic_prefix)
             .env("WORKUP_KAFKA_PARTITIONS", env.config.kafka.partitions.to_string())
             .env("WORKUP_RELAY_BATCH_SIZE", BATCH.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .env("WORKUP_RELAY_LISTEN", "127.0.0.1:0")
+            .env(
+                "RUST_LOG",
+                std::env::var("RELAY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .spawn()
             .expect("start the relay binary");
         Self(child)
@@ -58,8 +65,26 @@ impl Drop for RelayProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_killed_mid_batch_republishes_and_consumers_see_each_event_once_in_order() {
+    infra::telemetry::init("relay-crash-test");
     let env = test_env().await;
     let ledger = env.ledger().await.expect("ledger");
+    let collector = Arc::new(Collector::default());
+    let consumer = RunningConsumer::start(&env, "crash-watcher", collector.clone());
+    // One event through first: the consumer has joined its group before the batch is relayed.
+    let warm_up = Uuid::now_v7();
+    append(&ledger, warm_up, ExpectedVersion::NoStream, 1)
+        .await
+        .expect("append the warm-up event");
+    Relay::new(ledger.clone(), &env.config.kafka, 10)
+        .expect("in-process relay")
+        .run_until_idle()
+        .await
+        .expect("relay the warm-up event");
+    eventually(Duration::from_secs(60), "the warm-up event consumed", || async {
+        collector.len() == 1
+    })
+    .await;
+
     let streams: Vec<Uuid> = (0..STREAMS).map(|_| Uuid::now_v7()).collect();
     for chunk in 0..EVENTS_PER_STREAM / 100 {
         for stream in &streams {
@@ -73,42 +98,38 @@ async fn a_relay_killed_mid_batch_republishes_and_consumers_see_each_event_once_
                 .expect("append");
         }
     }
-    let total = STREAMS * EVENTS_PER_STREAM;
-    let collector = Arc::new(Collector::default());
-    let consumer = RunningConsumer::start(&env, "crash-watcher", collector.clone());
+    let total = 1 + STREAMS * EVENTS_PER_STREAM;
 
-    // Kill the relay while a batch is published but not yet acknowledged: some events are
-    // consumed although their outbox rows are still there. Retry if the kill came too late.
-    let mut kills = 0;
-    loop {
-        assert!(kills < 5, "could not kill the relay mid-batch in 5 attempts");
-        let relay = RelayProcess::start(&env);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let consumed = collector.len();
-            let remaining = outbox_len(&ledger).await as usize;
-            if consumed > total - remaining {
-                break;
-            }
-            assert!(
-                remaining > 0,
-                "the relay drained the outbox before it could be killed"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "no batch seen in flight within 20 s ({consumed} consumed, {remaining} in the outbox)"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let consumed = collector.len();
-        relay.kill();
-        kills += 1;
-        let remaining = outbox_len(&ledger).await as usize;
-        eprintln!("kill {kills}: {consumed} consumed, {remaining} rows still in the outbox after SIGKILL");
-        if consumed > total - remaining {
-            break; // confirmed: published events whose rows the dead relay never deleted
-        }
+    // Hold a SHARE lock on the outbox: the relay can claim and publish its first batch but
+    // blocks on deleting it, so the kill lands exactly between publish and acknowledgement.
+    let mut blocker = sqlx::PgConnection::connect(&env.config.postgres.url)
+        .await
+        .expect("connect the blocker");
+    sqlx::Executor::execute(&mut blocker, "BEGIN; LOCK TABLE outbox IN SHARE MODE")
+        .await
+        .expect("lock the outbox");
+    let relay = RelayProcess::start(&env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while collector.len() < 1 + BATCH as usize {
+        assert!(
+            Instant::now() < deadline,
+            "the relay's first batch was not consumed within 60 s ({} seen)",
+            collector.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    relay.kill();
+    sqlx::Executor::execute(&mut blocker, "ROLLBACK")
+        .await
+        .expect("release the outbox");
+    let consumed = collector.len();
+    let remaining = outbox_len(&ledger).await as usize;
+    eprintln!("after SIGKILL: {consumed} consumed, {remaining} rows still in the outbox");
+    assert_eq!(
+        remaining,
+        total - 1,
+        "the killed relay acknowledged nothing: its published batch is still in the outbox"
+    );
 
     let relay = RelayProcess::start(&env);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -123,6 +144,7 @@ async fn a_relay_killed_mid_batch_republishes_and_consumers_see_each_event_once_
     }
     drop(relay);
     consumer.stop().await;
-    let expected = streams.iter().map(|s| (*s, EVENTS_PER_STREAM as i64)).collect();
+    let mut expected: BTreeMap<Uuid, i64> = streams.iter().map(|s| (*s, EVENTS_PER_STREAM as i64)).collect();
+    expected.insert(warm_up, 1);
     assert_exactly_once_in_order(&collector.events(), &expected);
 }

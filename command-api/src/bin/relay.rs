@@ -1,14 +1,18 @@
 //! relay: the outbox relay on its own (DESIGN §1, §5), for running it apart from command-api
 //! (several instances may run; one batch is in flight at a time across all of them).
 
+use anyhow::Context as _;
 use clap::Parser;
+use futures::FutureExt;
 use infra::{
     config::{KafkaConfig, PostgresConfig},
+    http::health,
     kafka,
     ledger::Ledger,
     relay::Relay,
 };
-use tokio::sync::watch;
+use std::sync::Arc;
+use tokio::{net::TcpListener, sync::watch};
 
 /// The relay's settings: the ledger and the broker (the same variables as every service).
 #[derive(Debug, Parser)]
@@ -27,6 +31,13 @@ struct Args {
         default_value_t = 500
     )]
     batch_size: i64,
+    /// Address of `/health`, `/ready` and `/metrics` (lag gauges).
+    #[arg(
+        long = "relay-listen",
+        env = "WORKUP_RELAY_LISTEN",
+        default_value = "127.0.0.1:8083"
+    )]
+    listen: String,
 }
 
 #[tokio::main]
@@ -35,11 +46,25 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let ledger = Ledger::connect(&args.postgres).await?;
     kafka::ensure_topics(&args.kafka, &kafka::context_topics(&args.kafka), false).await?;
-    let relay = Relay::new(ledger, &args.kafka, args.batch_size)?;
+    let relay = Relay::new(ledger.clone(), &args.kafka, args.batch_size)?;
+    let ready: health::ReadyCheck = Arc::new(move || {
+        let ledger = ledger.clone();
+        async move { ledger.ping().await.map_err(|e| e.to_string()) }.boxed()
+    });
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("could not listen on {} (WORKUP_RELAY_LISTEN)", args.listen))?;
     let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(relay.run(stopped));
+    let running = tokio::spawn(relay.run(stopped.clone()));
+    let server = axum::serve(listener, health::router("relay", vec![("postgres", ready)]))
+        .with_graceful_shutdown(async move {
+            let mut stopped = stopped;
+            let _ = stopped.changed().await;
+        });
+    let server = tokio::spawn(server.into_future());
     infra::shutdown_signal().await;
     let _ = stop.send(true);
     running.await?;
+    server.await??;
     Ok(())
 }

@@ -37,7 +37,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -45,5 +50,8 @@ impl Modify for BearerAuth {
 /// The route `GET /openapi.json` serving `document`.
 pub fn router(document: OpenApi) -> Router {
     let document = std::sync::Arc::new(document);
-    Router::new().route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
+    Router::new().route(
+        "/openapi.json",
+        get(move || async move { Json(document.as_ref().clone()) }),
+    )
 }

@@ -81,6 +81,8 @@ pub async fn run<H: EventHandler>(
         .set("auto.commit.interval.ms", "1000")
         .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())
         .set("session.timeout.ms", "10000")
+        // Also the rebalance timeout: how long a group waits for a member that left silently.
+        .set("max.poll.interval.ms", "60000")
         .create()?;
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
@@ -144,15 +146,8 @@ async fn process<H: EventHandler>(
     let event: RecordedEvent = match serde_json::from_slice(payload) {
         Ok(e) => e,
         Err(error) => {
-            park(
-                dlq,
-                dlq_topic,
-                message.key().unwrap_or_default(),
-                payload,
-                &format!("undecodable: {error}"),
-                0,
-            )
-            .await;
+            let reason = format!("undecodable: {error}");
+            park(dlq, dlq_topic, message, &reason, 0, options, shutdown).await?;
             return Ok(Outcome::Parked);
         }
     };
@@ -170,12 +165,13 @@ async fn process<H: EventHandler>(
                 park(
                     dlq,
                     dlq_topic,
-                    message.key().unwrap_or_default(),
-                    payload,
+                    message,
                     &error.to_string(),
                     attempt,
+                    options,
+                    shutdown,
                 )
-                .await;
+                .await?;
                 seen.applied(event.stream_id, event.version);
                 return Ok(Outcome::Parked);
             }
@@ -197,25 +193,45 @@ async fn process<H: EventHandler>(
     Ok(Outcome::Handled)
 }
 
-/// Send a poison event to the dead-letter topic with the reason in headers. If even that
-/// fails, the error is logged and the consumer goes on (the event stays in its topic).
-async fn park(dlq: &FutureProducer, topic: &str, key: &[u8], payload: &[u8], error: &str, attempts: u32) {
-    let key = String::from_utf8_lossy(key);
+/// Send a poison event to the dead-letter topic with the reason in headers, retrying with
+/// backoff until the broker takes it: its offset is stored only once it is parked.
+async fn park(
+    dlq: &FutureProducer,
+    topic: &str,
+    message: &BorrowedMessage<'_>,
+    error: &str,
+    attempts: u32,
+    options: &ConsumerOptions,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), Stopped> {
+    let key = String::from_utf8_lossy(message.key().unwrap_or_default());
+    let payload = message.payload().unwrap_or_default();
     let attempts = attempts.to_string();
-    let headers = OwnedHeaders::new_with_capacity(2)
-        .insert(Header {
-            key: "error",
-            value: Some(error),
-        })
-        .insert(Header {
-            key: "attempts",
-            value: Some(attempts.as_str()),
-        });
-    if let Err((e, _)) = dlq
-        .send(record(topic, &key, payload, headers), Duration::from_secs(30))
-        .await
-    {
-        tracing::error!(%topic, error = %e, "could not park an event in the dead-letter topic");
+    let mut backoff = options.initial_backoff;
+    loop {
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: "error",
+                value: Some(error),
+            })
+            .insert(Header {
+                key: "attempts",
+                value: Some(attempts.as_str()),
+            });
+        match dlq
+            .send(record(topic, &key, payload, headers), Duration::from_secs(30))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err((e, _)) => {
+                tracing::error!(%topic, error = %e, ?backoff, "could not park an event in the dead-letter topic; retrying");
+                if *shutdown.borrow() {
+                    return Err(Stopped);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(options.max_backoff);
+            }
+        }
     }
 }
 

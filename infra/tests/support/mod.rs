@@ -6,10 +6,6 @@
 use chrono::Utc;
 use domain::{Aggregate, BoundedContext, DomainEvent};
 use infra::{
-    config::{
-        AuthConfig, CassandraConfig, Config, HttpConfig, KafkaConfig, MongoConfig, PostgresConfig,
-        RedisConfig,
-    },
     kafka::{
         KafkaError,
         consumer::{self, ConsumerOptions, EventHandler, HandlerError},
@@ -20,7 +16,6 @@ use infra::{
     testing::TestEnv,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::Connection;
 use std::{
     collections::BTreeMap,
     future::Future,
@@ -31,73 +26,8 @@ use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
 /// A fresh [`TestEnv`] (own database, migrated; own topic prefix, topics created).
-///
-/// Built by hand rather than with `TestEnv::new()`: `Config::local()` currently fails in debug
-/// builds because clap argument ids collide in `infra/src/config.rs` (`url` thrice,
-/// `replication` twice). Switch back to `TestEnv::new()` once that is fixed.
 pub async fn test_env() -> TestEnv {
-    let namespace = format!("t_{}", &Uuid::new_v4().simple().to_string()[..16]);
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-    let base = var("WORKUP_PG_URL", "postgres://workup:workup@127.0.0.1:5432/workup");
-    let (server, _) = base.rsplit_once('/').expect("WORKUP_PG_URL names a database");
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL reachable (bash scripts/infra.sh up)");
-    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {namespace}").as_str())
-        .await
-        .expect("create the test database");
-    let _ = admin.close().await;
-    let config = Config {
-        postgres: PostgresConfig {
-            url: format!("{server}/{namespace}"),
-            max_connections: 8,
-        },
-        kafka: KafkaConfig {
-            brokers: var("WORKUP_KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic_prefix: format!("{namespace}.workup"),
-            partitions: 2,
-            replication: 1,
-            fetch_wait_ms: 10,
-        },
-        cassandra: CassandraConfig {
-            nodes: vec!["127.0.0.1:9042".into()],
-            keyspace: namespace.clone(),
-            replication: 1,
-            schema_agreement: false,
-        },
-        mongo: MongoConfig {
-            url: "mongodb://127.0.0.1:27017/?directConnection=true".into(),
-            database: namespace.clone(),
-        },
-        redis: RedisConfig {
-            url: "redis://127.0.0.1:6379/".into(),
-            prefix: format!("{namespace}:"),
-            cache_ttl_secs: 300,
-        },
-        http: HttpConfig {
-            host: "127.0.0.1".into(),
-            command_api_port: 0,
-            query_api_port: 0,
-            projectors_port: 0,
-            body_limit: 256 * 1024,
-            timeout_secs: 30,
-        },
-        auth: AuthConfig {
-            jwt_secret: "test-secret".to_owned().into(),
-            jwt_ttl_secs: 3600,
-        },
-    };
-    Ledger::connect(&config.postgres)
-        .await
-        .expect("migrate the test ledger");
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        infra::kafka::ensure_topics(&config.kafka, &infra::kafka::context_topics(&config.kafka), false),
-    )
-    .await
-    .expect("Kafka reachable at 127.0.0.1:9092 (bash scripts/infra.sh up)")
-    .expect("create the test topics");
-    TestEnv { namespace, config }
+    TestEnv::new().await.expect("the local stack is up")
 }
 
 /// A counter: the smallest aggregate that shows versions and folding.
