@@ -79,21 +79,9 @@ impl Projectors {
             .await?)
         });
 
-        let checks: Vec<(&'static str, health::ReadyCheck)> = vec![
-            (
-                "mongodb",
-                Arc::new(move || {
-                    let p = profiles.clone();
-                    async move { p.ping().await.map_err(|e| e.to_string()) }.boxed()
-                }),
-            ),
-            (
-                "cassandra",
-                Arc::new(move || {
-                    let j = jobs.clone();
-                    async move { j.ping().await.map_err(|e| e.to_string()) }.boxed()
-                }),
-            ),
+        let checks = vec![
+            health::ready_check("mongodb", profiles, |p| async move { p.ping().await }),
+            health::ready_check("cassandra", jobs, |j| async move { j.ping().await }),
         ];
         let router = with_common_layers(health::router("projectors", checks), &config.http);
         let address = format!("{}:{}", config.http.host, config.http.projectors_port);

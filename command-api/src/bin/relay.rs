@@ -3,7 +3,6 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use futures::FutureExt;
 use infra::{
     config::{KafkaConfig, PostgresConfig},
     http::health,
@@ -11,7 +10,6 @@ use infra::{
     ledger::Ledger,
     relay::Relay,
 };
-use std::sync::Arc;
 use tokio::{net::TcpListener, sync::watch};
 
 /// The relay's settings: the ledger and the broker (the same variables as every service).
@@ -47,17 +45,14 @@ async fn main() -> anyhow::Result<()> {
     let ledger = Ledger::connect(&args.postgres).await?;
     kafka::ensure_topics(&args.kafka, &kafka::context_topics(&args.kafka), false).await?;
     let relay = Relay::new(ledger.clone(), &args.kafka, args.batch_size)?;
-    let ready: health::ReadyCheck = Arc::new(move || {
-        let ledger = ledger.clone();
-        async move { ledger.ping().await.map_err(|e| e.to_string()) }.boxed()
-    });
+    let ready = health::ready_check("postgres", ledger, |l| async move { l.ping().await });
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("could not listen on {} (WORKUP_RELAY_LISTEN)", args.listen))?;
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(relay.run(stopped.clone()));
-    let server = axum::serve(listener, health::router("relay", vec![("postgres", ready)]))
-        .with_graceful_shutdown(async move {
+    let server =
+        axum::serve(listener, health::router("relay", vec![ready])).with_graceful_shutdown(async move {
             let mut stopped = stopped;
             let _ = stopped.changed().await;
         });

@@ -8,7 +8,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use futures::FutureExt;
 use infra::{
     config::HttpConfig,
     http::{
@@ -21,18 +20,13 @@ use infra::{
     ledger::Appended,
 };
 use serde::Serialize;
-use std::sync::Arc;
 use utoipa::OpenApi;
 
 use crate::state::AppState;
 
 /// The whole application router.
 pub fn router(state: AppState, http: &HttpConfig) -> Router {
-    let ledger = state.ledger.clone();
-    let ledger_check: health::ReadyCheck = Arc::new(move || {
-        let ledger = ledger.clone();
-        async move { ledger.ping().await.map_err(|e| e.to_string()) }.boxed()
-    });
+    let ledger_check = health::ready_check("ledger", state.ledger.clone(), |l| async move { l.ping().await });
     let api = Router::new()
         .merge(users::router())
         .merge(jobs::router())
@@ -40,7 +34,7 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
     with_common_layers(
         Router::new()
             .nest("/api/v1", api)
-            .merge(health::router("command-api", vec![("ledger", ledger_check)]))
+            .merge(health::router("command-api", vec![ledger_check]))
             .merge(openapi::router(ApiDoc::openapi())),
         http,
     )

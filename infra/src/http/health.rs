@@ -12,6 +12,21 @@ use super::problem_response;
 /// One dependency check: its name and a future that fails with a reason.
 pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// A named readiness check that calls `ping` on a clone of `client`.
+pub fn ready_check<T, F, Fut, E>(name: &'static str, client: T, ping: F) -> (&'static str, ReadyCheck)
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let check: ReadyCheck = Arc::new(move || {
+        let ping = ping(client.clone());
+        Box::pin(async move { ping.await.map_err(|e| e.to_string()) })
+    });
+    (name, check)
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -4,7 +4,6 @@ pub mod jobs;
 pub mod users;
 
 use axum::Router;
-use futures::FutureExt;
 use infra::{
     config::HttpConfig,
     http::{
@@ -14,7 +13,6 @@ use infra::{
         with_common_layers,
     },
 };
-use std::sync::Arc;
 use utoipa::OpenApi;
 
 use crate::state::AppState;
@@ -31,29 +29,14 @@ pub struct ApiDoc;
 
 /// The whole application router.
 pub fn router(state: AppState, http: &HttpConfig) -> Router {
-    let (profiles, jobs, cache) = (state.profiles.clone(), state.jobs.clone(), state.cache.clone());
-    let checks: Vec<(&'static str, health::ReadyCheck)> = vec![
-        (
+    let checks = vec![
+        health::ready_check(
             "mongodb",
-            Arc::new(move || {
-                let p = profiles.clone();
-                async move { p.ping().await.map_err(|e| e.to_string()) }.boxed()
-            }),
+            state.profiles.clone(),
+            |p| async move { p.ping().await },
         ),
-        (
-            "cassandra",
-            Arc::new(move || {
-                let j = jobs.clone();
-                async move { j.ping().await.map_err(|e| e.to_string()) }.boxed()
-            }),
-        ),
-        (
-            "redis",
-            Arc::new(move || {
-                let c = cache.clone();
-                async move { c.ping().await.map_err(|e| e.to_string()) }.boxed()
-            }),
-        ),
+        health::ready_check("cassandra", state.jobs.clone(), |j| async move { j.ping().await }),
+        health::ready_check("redis", state.cache.clone(), |c| async move { c.ping().await }),
     ];
     let api = Router::new()
         .merge(users::router())
