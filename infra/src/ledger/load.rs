@@ -48,13 +48,23 @@ impl Ledger {
     }
 
     /// Fold the stream `stream_id` into the aggregate `A`.
-    #[tracing::instrument(skip_all, fields(%stream_id, stream_type = A::STREAM_TYPE))]
     pub async fn load<A: Aggregate>(&self, stream_id: Uuid) -> Result<Loaded<A>, LedgerError> {
-        let mut loaded = Loaded {
+        let empty = Loaded {
             state: A::default(),
             version: 0,
         };
-        for recorded in self.read_stream(stream_id, 1).await? {
+        self.load_from(stream_id, empty).await
+    }
+
+    /// Fold only the events after `snapshot.version` into `snapshot` (a state saved earlier).
+    #[tracing::instrument(skip_all, fields(%stream_id, stream_type = A::STREAM_TYPE, from = snapshot.version))]
+    pub async fn load_from<A: Aggregate>(
+        &self,
+        stream_id: Uuid,
+        snapshot: Loaded<A>,
+    ) -> Result<Loaded<A>, LedgerError> {
+        let mut loaded = snapshot;
+        for recorded in self.read_stream(stream_id, loaded.version + 1).await? {
             let event: A::Event = recorded.decode(self.upcasters())?;
             loaded.state.evolve(&event);
             loaded.version = recorded.version;

@@ -8,6 +8,7 @@ mod support;
 mod appends;
 mod dead_letters;
 mod idempotency;
+mod loading;
 mod relay;
 mod reservations;
 mod upcasters;
