@@ -293,6 +293,7 @@ async fn steady_latency(env: &TestEnv, ledger: &Ledger, relay: Relay, args: &Arg
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut appends = Vec::with_capacity(total as usize);
+    let started = Instant::now();
     for _ in 0..total {
         ticker.tick().await;
         let (ledger, timings, bar) = (ledger.clone(), timings.clone(), bar.clone());
@@ -312,6 +313,14 @@ async fn steady_latency(env: &TestEnv, ledger: &Ledger, relay: Relay, args: &Arg
         append.await??;
     }
     bar.finish_and_clear();
+    let appending = started.elapsed();
+    let lag = ledger.outbox_lag().await?;
+    println!(
+        "   appended {total} in {:.1} s ({:.0} events/s achieved); outbox after the last append: {} events",
+        appending.as_secs_f64(),
+        total as f64 / appending.as_secs_f64(),
+        lag.events
+    );
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let expected = backlog + total as usize;
