@@ -249,6 +249,20 @@ impl Timings {
     fn consumed_count(&self) -> usize {
         self.consumed.lock().map(|m| m.len()).unwrap_or(0)
     }
+
+    /// Wait until `count` streams have been consumed, failing after `timeout`.
+    async fn wait_consumed(&self, count: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.consumed_count() < count {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {} of {count} streams consumed within {timeout:?}",
+                self.consumed_count()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
 }
 
 impl EventHandler for Timings {
@@ -278,15 +292,7 @@ async fn steady_latency(env: &TestEnv, ledger: &Ledger, relay: Relay, args: &Arg
     // The consumer has joined its group once it has read the backlog of phase 1: one stream
     // per writer.
     let backlog: usize = args.writers.iter().sum();
-    let warm = Instant::now();
-    while timings.consumed_count() < backlog {
-        anyhow::ensure!(
-            warm.elapsed() < Duration::from_secs(120),
-            "the consumer saw {} of the {backlog} backlog streams within 120 s",
-            timings.consumed_count()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    timings.wait_consumed(backlog, Duration::from_secs(120)).await?;
 
     let total = args.rate * args.seconds;
     let bar = progress(total, "steady appends");
@@ -322,16 +328,9 @@ async fn steady_latency(env: &TestEnv, ledger: &Ledger, relay: Relay, args: &Arg
         lag.events
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let expected = backlog + total as usize;
-    while timings.consumed_count() < expected {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {expected} events consumed after 60 s",
-            timings.consumed_count()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    timings
+        .wait_consumed(backlog + total as usize, Duration::from_secs(60))
+        .await?;
     let _ = stop.send(true);
     relay.await.context("relay task")?;
     consumer.await.context("consumer task")??;
