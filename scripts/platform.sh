@@ -24,6 +24,8 @@ port_of() {
 running() { [[ -f "$state/run/$1.pid" ]] && kill -0 "$(cat "$state/run/$1.pid")" 2>/dev/null; }
 
 up() {
+  # A development stack: the services run without a production token secret (README).
+  export WORKUP_ENV="${WORKUP_ENV:-dev}"
   bash "$here/infra.sh" up
   echo "==> services: building command-api, query-api, projectors (cargo build --workspace --bins; the first build takes several minutes)"
   (cd "$root" && cargo build --quiet --workspace --bins)

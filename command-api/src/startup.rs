@@ -3,7 +3,16 @@
 use anyhow::Context as _;
 use axum::Router;
 use futures::FutureExt;
-use infra::{config::Config, http::auth::TokenKeys, kafka, ledger::Ledger, relay::Relay};
+use infra::{
+    config::Config,
+    http::{
+        auth::{Passwords, TokenKeys},
+        limits::SignInLimits,
+    },
+    kafka,
+    ledger::Ledger,
+    relay::Relay,
+};
 use std::future::Future;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
@@ -23,6 +32,8 @@ pub struct Application {
 impl Application {
     /// Connect to the ledger (migrating it), create the topics, start the relay and bind.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Refuse a weak token secret before touching anything else.
+        TokenKeys::new(&config.auth)?;
         let ledger = Ledger::connect(&config.postgres)
             .await
             .with_context(|| "could not connect to the ledger (WORKUP_PG_URL)".to_string())?;
@@ -34,7 +45,12 @@ impl Application {
         let relay = tokio::spawn(relay.run(stopped));
         let state = AppState {
             ledger,
-            keys: TokenKeys::new(&config.auth),
+            keys: TokenKeys::new(&config.auth)?,
+            passwords: Passwords::new(config.auth.hash_concurrency),
+            limits: SignInLimits::new(&config.auth),
+            media: infra::media::MediaStore::new(&config.media.dir),
+            max_photo_bytes: config.media.max_photo_bytes,
+            max_resume_bytes: config.media.max_resume_bytes,
         };
         let router = routes::router(state, &config.http);
         let address = format!("{}:{}", config.http.host, config.http.command_api_port);
@@ -60,7 +76,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "command-api listening");
-        axum::serve(self.listener, self.router)
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.map(|_| ()))
             .await?;
         let _ = self.stop_relay.send(true);

@@ -3,7 +3,10 @@
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
 
-use crate::values::{Actor, Timestamp};
+use crate::{
+    DomainError,
+    values::{Actor, Timestamp},
+};
 
 /// The bounded context an aggregate belongs to; it names the Kafka topic its events go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,4 +76,15 @@ pub struct Context {
     pub actor: Actor,
     /// The clock, passed in so decisions stay deterministic.
     pub now: Timestamp,
+}
+
+impl Context {
+    /// Refuse unless the platform itself acts: the commands only a process may send (DESIGN §2).
+    pub fn ensure_system(&self) -> Result<(), DomainError> {
+        if self.actor.is_system() {
+            Ok(())
+        } else {
+            Err(DomainError::Forbidden("system-only"))
+        }
+    }
 }

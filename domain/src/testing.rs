@@ -101,6 +101,8 @@ pub const FREELANCER: Actor = Actor::new(FREELANCER_ID, Role::Freelancer);
 pub const OTHER_FREELANCER: Actor = Actor::new(OTHER_FREELANCER_ID, Role::Freelancer);
 /// The admin acting.
 pub const ADMIN: Actor = Actor::new(ADMIN_ID, Role::Admin);
+/// The platform acting (sagas, workers).
+pub const SYSTEM: Actor = Actor::system();
 
 /// The fixed clock of every test: 2025-06-01T12:00:00Z.
 pub fn now() -> Timestamp {

@@ -308,6 +308,11 @@ pub enum Role {
     Freelancer,
     /// Operates the platform; may act on termination requests.
     Admin,
+    /// The platform itself (sagas, workers): the only role that may send the commands a process
+    /// sends (initiate a contract, create or expire a payment request, mark a milestone paid,
+    /// run a withdrawal). It cannot be (de)serialised, so no token can carry it (DESIGN §2).
+    #[serde(skip)]
+    System,
 }
 
 impl Role {
@@ -317,6 +322,7 @@ impl Role {
             Self::Client => "client",
             Self::Freelancer => "freelancer",
             Self::Admin => "admin",
+            Self::System => "system",
         }
     }
 }
@@ -346,5 +352,46 @@ impl Actor {
     /// An actor with `id` in `role`.
     pub const fn new(id: UserId, role: Role) -> Self {
         Self { id, role }
+    }
+
+    /// The platform acting on its own (sagas, workers); see [`Role::System`].
+    pub const fn system() -> Self {
+        Self::new(UserId::from_uuid(Uuid::nil()), Role::System)
+    }
+
+    /// Whether this is the platform acting on its own.
+    pub fn is_system(&self) -> bool {
+        self.role == Role::System
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_token_can_carry_the_system_role() {
+        assert!(serde_json::from_str::<Role>("\"system\"").is_err());
+        assert!(serde_json::to_string(&Role::System).is_err());
+        assert!("system".parse::<Role>().is_err());
+        for role in [Role::Client, Role::Freelancer, Role::Admin] {
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(json, format!("\"{}\"", role.as_str()));
+            assert_eq!(serde_json::from_str::<Role>(&json).unwrap(), role);
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+    }
+
+    #[test]
+    fn the_system_actor_is_nobody() {
+        let system = Actor::system();
+        assert!(system.is_system());
+        assert_eq!(system.id, UserId::from_uuid(Uuid::nil()));
+        for role in [Role::Client, Role::Freelancer, Role::Admin] {
+            assert!(
+                !Actor::new(system.id, role).is_system(),
+                "the role makes the system, not the id"
+            );
+        }
     }
 }

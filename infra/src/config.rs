@@ -29,6 +29,9 @@ pub struct Config {
     /// Token signing.
     #[command(flatten)]
     pub auth: AuthConfig,
+    /// Uploaded media files.
+    #[command(flatten)]
+    pub media: MediaConfig,
 }
 
 /// PostgreSQL ledger settings (DESIGN §4).
@@ -248,18 +251,47 @@ pub struct HttpConfig {
     pub timeout_secs: u64,
 }
 
-/// Token settings.
+/// Where a process runs: `dev` relaxes the checks meant for exposed deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    /// A developer machine or CI (the local scripts set it): a missing token secret gets a
+    /// fixed development secret.
+    Dev,
+    /// Anything exposed: the token secret must be set and at least 32 bytes long.
+    Production,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The token signing secret is missing or too short outside `WORKUP_ENV=dev`.
+    #[error(
+        "WORKUP_JWT_SECRET must be set to at least {MIN_JWT_SECRET_BYTES} bytes (it is {0}); \
+         only WORKUP_ENV=dev runs without one"
+    )]
+    WeakJwtSecret(&'static str),
+}
+
+/// Shortest accepted token signing secret (HS256 wants at least the hash size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+const DEV_JWT_SECRET: &str = "workup-local-development-secret-not-for-production";
+
+/// Token and sign-in settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthConfig {
-    /// HMAC key that signs and checks access tokens (HS256). Set a real secret in production.
+    /// `dev` or `production`; outside `dev` a missing or short token secret stops the service.
     #[arg(
-        id = "jwt-secret",
-        long = "jwt-secret",
-        env = "WORKUP_JWT_SECRET",
-        default_value = "workup-local-development-secret-change-me",
-        hide_default_value = true
+        id = "env",
+        long = "env",
+        env = "WORKUP_ENV",
+        value_enum,
+        default_value = "production"
     )]
-    pub jwt_secret: SecretString,
+    pub environment: Environment,
+    /// HMAC key that signs and checks access tokens (HS256), at least 32 bytes. Required
+    /// unless `WORKUP_ENV=dev`.
+    #[arg(id = "jwt-secret", long = "jwt-secret", env = "WORKUP_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
     /// Lifetime of an access token, in seconds.
     #[arg(
         id = "jwt-ttl-secs",
@@ -268,6 +300,67 @@ pub struct AuthConfig {
         default_value_t = 3600
     )]
     pub jwt_ttl_secs: u64,
+    /// Registrations and logins accepted per client address per minute.
+    #[arg(
+        id = "auth-rate-per-address",
+        long = "auth-rate-per-address",
+        env = "WORKUP_AUTH_RATE_PER_ADDRESS",
+        default_value_t = 30
+    )]
+    pub rate_per_address: u32,
+    /// Registrations and logins accepted per email address per minute.
+    #[arg(
+        id = "auth-rate-per-email",
+        long = "auth-rate-per-email",
+        env = "WORKUP_AUTH_RATE_PER_EMAIL",
+        default_value_t = 10
+    )]
+    pub rate_per_email: u32,
+    /// Password hashes computed at once (argon2id is CPU- and memory-heavy); 0 = one per core.
+    #[arg(
+        id = "auth-hash-concurrency",
+        long = "auth-hash-concurrency",
+        env = "WORKUP_AUTH_HASH_CONCURRENCY",
+        default_value_t = 0
+    )]
+    pub hash_concurrency: usize,
+}
+
+impl AuthConfig {
+    /// The token signing secret, checked: refuses a missing, empty or short secret unless
+    /// [`Environment::Dev`], which falls back to a fixed development secret.
+    pub fn signing_secret(&self) -> Result<SecretString, ConfigError> {
+        use secrecy::ExposeSecret;
+        let dev = self.environment == Environment::Dev;
+        match &self.jwt_secret {
+            Some(secret) if secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES => Ok(secret.clone()),
+            Some(secret) if !dev && secret.expose_secret().is_empty() => Err(ConfigError::WeakJwtSecret("empty")),
+            Some(_) if !dev => Err(ConfigError::WeakJwtSecret("shorter")),
+            None if !dev => Err(ConfigError::WeakJwtSecret("unset")),
+            Some(secret) if !secret.expose_secret().is_empty() => Ok(secret.clone()),
+            _ => Ok(SecretString::from(DEV_JWT_SECRET)),
+        }
+    }
+}
+
+/// Media settings: where uploaded photos and resumes live and how large they may be
+/// (DESIGN §3).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MediaConfig {
+    /// Directory of the content-addressed media files (one subdirectory per group).
+    #[arg(
+        id = "media-dir",
+        long = "media-dir",
+        env = "WORKUP_MEDIA_DIR",
+        default_value = ".state/media"
+    )]
+    pub dir: std::path::PathBuf,
+    /// Largest accepted photo, in bytes.
+    #[arg(id = "media-max-photo-bytes", long = "media-max-photo-bytes", env = "WORKUP_MEDIA_MAX_PHOTO_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_photo_bytes: usize,
+    /// Largest accepted resume, in bytes.
+    #[arg(id = "media-max-resume-bytes", long = "media-max-resume-bytes", env = "WORKUP_MEDIA_MAX_RESUME_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_resume_bytes: usize,
 }
 
 impl Config {
@@ -291,5 +384,32 @@ mod tests {
             "workup.users"
         );
         assert_eq!(config.kafka.dlq_topic("jobs"), "workup.dlq.jobs");
+    }
+
+    fn auth(environment: Environment, secret: Option<&str>) -> AuthConfig {
+        AuthConfig {
+            environment,
+            jwt_secret: secret.map(SecretString::from),
+            ..Config::local().auth
+        }
+    }
+
+    #[test]
+    fn outside_dev_the_token_secret_must_be_set_and_long() {
+        for secret in [None, Some(""), Some("short-secret")] {
+            assert!(
+                auth(Environment::Production, secret).signing_secret().is_err(),
+                "{secret:?} accepted"
+            );
+        }
+        let long = "x".repeat(MIN_JWT_SECRET_BYTES);
+        assert!(auth(Environment::Production, Some(&long)).signing_secret().is_ok());
+    }
+
+    #[test]
+    fn dev_runs_without_a_secret() {
+        for secret in [None, Some(""), Some("short-secret")] {
+            assert!(auth(Environment::Dev, secret).signing_secret().is_ok());
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`relay`]: the outbox relay to Kafka (DESIGN §1, §5).
 //! - [`kafka`]: Kafka clients, topics and the consumer toolkit.
 //! - [`cassandra`], [`mongo`], [`redis`]: read-model stores and the cache; [`store`]: their error.
+//! - [`media`]: content-addressed photo and resume files (DESIGN §3).
 //! - [`http`]: problem+json errors, extractors, auth, health and metrics for the services.
 //! - `testing` (feature `test-support`): isolated resources per test on the local stack.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod ledger;
+pub mod media;
 pub mod mongo;
 pub mod redis;
 pub mod relay;

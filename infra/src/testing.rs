@@ -32,6 +32,11 @@ impl TestEnv {
         config.postgres.max_connections = 8;
         config.kafka.fetch_wait_ms = 10;
         config.kafka.partitions = 2;
+        // Production rules for the token secret; sign-in limits out of the way of tests that
+        // register many users from one address (the limits have their own test).
+        config.auth.jwt_secret = Some(format!("test-secret-{}", Uuid::new_v4().simple()).into());
+        config.auth.rate_per_address = 100_000;
+        config.auth.rate_per_email = 100_000;
 
         let base = config.postgres.url.clone();
         let mut admin = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&base))
@@ -51,6 +56,7 @@ impl TestEnv {
         config.cassandra.keyspace = namespace.clone();
         config.mongo.database = namespace.clone();
         config.redis.prefix = format!("{namespace}:");
+        config.media.dir = std::env::temp_dir().join(format!("workup-media-{namespace}"));
 
         Ledger::connect(&config.postgres)
             .await

@@ -34,12 +34,13 @@ impl Application {
             .await
             .context("could not connect to MongoDB (WORKUP_MONGO_URL)")?;
         let state = AppState {
-            keys: TokenKeys::new(&config.auth),
+            keys: TokenKeys::new(&config.auth)?,
             profiles: UserProfiles::new(&db),
             jobs: JobStore::new(session, &config.cassandra.keyspace).await?,
             cache: Cache::connect(&config.redis)
                 .await
                 .context("could not connect to Redis (WORKUP_REDIS_URL)")?,
+            media: infra::media::MediaStore::new(&config.media.dir),
         };
         let router = routes::router(state, &config.http);
         let address = format!("{}:{}", config.http.host, config.http.query_api_port);

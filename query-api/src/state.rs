@@ -14,6 +14,8 @@ pub struct AppState {
     pub jobs: JobStore,
     /// Redis read-through cache.
     pub cache: Cache,
+    /// Uploaded photos and resumes, served as they are (DESIGN §3).
+    pub media: infra::media::MediaStore,
 }
 
 impl FromRef<AppState> for TokenKeys {

@@ -28,7 +28,13 @@ pub struct Platform {
 impl Platform {
     /// Start every service on a fresh [`TestEnv`].
     pub async fn start() -> anyhow::Result<Self> {
-        let env = TestEnv::new().await?;
+        Self::start_with(|_| {}).await
+    }
+
+    /// Start every service on a fresh [`TestEnv`] whose configuration `adjust` changes first.
+    pub async fn start_with(adjust: impl FnOnce(&mut infra::config::Config)) -> anyhow::Result<Self> {
+        let mut env = TestEnv::new().await?;
+        adjust(&mut env.config);
         let (stop, stopped) = watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -80,21 +86,29 @@ impl Platform {
         Ok(request.send().await?)
     }
 
-    /// GET from query-api with a bearer token.
-    pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Response> {
-        Ok(self
-            .http
-            .get(format!("{}{path}", self.query_url))
-            .bearer_auth(token)
-            .send()
-            .await?)
+    /// Send `method` to command-api's `path`, with an optional token and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Response> {
+        let mut request = self.http.request(method, format!("{}{path}", self.command_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Ok(request.send().await?)
     }
 
-    /// Register a client and log in; its id and access token.
-    pub async fn signed_up_client(&self, email: &str, name: &str) -> anyhow::Result<(String, String)> {
+    /// Register a user of `role` (`clients` or `freelancers`) and log in; its id and token.
+    pub async fn signed_up(&self, role: &str, email: &str, name: &str) -> anyhow::Result<(String, String)> {
         let body = serde_json::json!({"email": email, "password": "correct horse battery", "name": name});
         let created: Value = expect(
-            self.post("/api/v1/users/clients/register", None, &body).await?,
+            self.post(&format!("/api/v1/users/{role}/register"), None, &body).await?,
             StatusCode::CREATED,
         )
         .await?;
@@ -108,6 +122,21 @@ impl Platform {
             created["id"].as_str().context("no id")?.to_owned(),
             token["access_token"].as_str().context("no token")?.to_owned(),
         ))
+    }
+
+    /// GET from query-api with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Response> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.query_url))
+            .bearer_auth(token)
+            .send()
+            .await?)
+    }
+
+    /// Register a client and log in; its id and access token.
+    pub async fn signed_up_client(&self, email: &str, name: &str) -> anyhow::Result<(String, String)> {
+        self.signed_up("clients", email, name).await
     }
 }
 

@@ -1,35 +1,51 @@
 //! The command routes, one module per context, merged under `/api/v1`.
 
+pub mod contracts;
 pub mod jobs;
+pub mod media;
+pub mod payments;
 pub mod users;
 
 use axum::{
     Json, Router,
     http::StatusCode,
+    middleware,
     response::{IntoResponse, Response},
 };
+use domain::{Currency, Money};
 use infra::{
     config::HttpConfig,
     http::{
         auth::AccessToken,
         health,
+        idempotency::{self, IdempotencyStore},
         openapi::{self, BearerAuth},
         problem::Problem,
         with_common_layers,
     },
     ledger::Appended,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
+
+pub(crate) use infra::http::openapi::{IdempotencyKeyHeader, WriteProblems};
 
 use crate::state::AppState;
 
 /// The whole application router.
 pub fn router(state: AppState, http: &HttpConfig) -> Router {
     let ledger_check = health::ready_check("ledger", state.ledger.clone(), |l| async move { l.ping().await });
-    let api = Router::new()
+    let store = IdempotencyStore::new(state.ledger.pool().clone(), state.keys.clone());
+    let writes = Router::new()
         .merge(users::router())
         .merge(jobs::router())
+        .merge(contracts::router())
+        .merge(payments::router())
+        .merge(media::router(&state))
+        .route_layer(middleware::from_fn_with_state(store, idempotency::idempotency));
+    let api = Router::new()
+        .merge(writes)
+        .merge(users::login_router())
         .with_state(state);
     with_common_layers(
         Router::new()
@@ -50,12 +66,12 @@ pub struct Written {
     pub position: String,
 }
 
-/// The answer to a successful write: 201 with the new resource's id and the consistency
-/// token, also in `X-Consistency-Position` (DESIGN §6).
-pub fn created(id: impl ToString, appended: &Appended) -> Response {
+/// The answer to a successful write: `status` with the resource's id and the consistency token,
+/// also in `X-Consistency-Position` (DESIGN §6).
+fn answer(status: StatusCode, id: impl ToString, appended: &Appended) -> Response {
     let position = appended.token();
     (
-        StatusCode::CREATED,
+        status,
         [("x-consistency-position", position.clone())],
         Json(Written {
             id: id.to_string(),
@@ -65,12 +81,50 @@ pub fn created(id: impl ToString, appended: &Appended) -> Response {
         .into_response()
 }
 
+/// 201: a resource was created.
+pub fn created(id: impl ToString, appended: &Appended) -> Response {
+    answer(StatusCode::CREATED, id, appended)
+}
+
+/// 200: a resource was changed.
+pub fn written(id: impl ToString, appended: &Appended) -> Response {
+    answer(StatusCode::OK, id, appended)
+}
+
+/// An amount in a request: integer minor units (cents) and an ISO 4217 code.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[schema(as = Money)]
+pub struct MoneyBody {
+    /// Amount in minor units, e.g. 150000 for 1,500.00.
+    #[schema(minimum = 1)]
+    pub minor: i64,
+    /// Currency.
+    #[schema(value_type = openapi::CurrencySchema)]
+    pub currency: Currency,
+}
+
+impl From<MoneyBody> for Money {
+    fn from(body: MoneyBody) -> Self {
+        Money::new(body.minor, body.currency)
+    }
+}
+
 /// The OpenAPI document of command-api.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "WorkUp command-api", description = "Writes: commands checked against history and appended to the ledger."),
-    paths(users::register_client, users::register_freelancer, users::login, jobs::post_job),
-    components(schemas(Written, Problem, AccessToken, openapi::FieldErrorSchema, openapi::MoneySchema)),
+    info(title = "WorkUp command-api", description = "Writes: commands checked against history and appended to the ledger. \
+        Every write takes an optional `Idempotency-Key`; every success answers the resource id and a consistency token."),
+    paths(
+        users::register_client, users::register_freelancer, users::login, users::update_profile, users::add_item,
+        users::update_item, users::remove_item, users::set_photo, users::set_resume, users::delete_account,
+        jobs::post_job, jobs::update_job, jobs::close_job, jobs::submit_proposal, jobs::update_proposal,
+        jobs::withdraw_proposal, jobs::accept_proposal, jobs::reject_proposal,
+        contracts::progress_milestone, contracts::evaluate_milestone, contracts::request_termination,
+        contracts::accept_termination, contracts::reject_termination,
+        payments::deposit, payments::pay_request,
+        media::upload_photo, media::upload_resume
+    ),
+    components(schemas(Written, Problem, AccessToken, MoneyBody, openapi::CurrencySchema, openapi::FieldErrorSchema)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

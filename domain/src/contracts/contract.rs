@@ -2,15 +2,16 @@
 //!
 //! DESIGN §2: OPEN → IN_PROGRESS → IN_REVIEW → ACCEPTED → PAID, and IN_REVIEW → IN_PROGRESS when the
 //! client asks for changes. Only the freelancer progresses, only the client evaluates, only a payment
-//! marks PAID. The contract completes when every milestone is paid; a termination (see
-//! [`super::termination`]) ends it early. Nothing changes on a closed contract.
+//! marks PAID. The contract saga initiates a contract and the payment saga marks milestones paid,
+//! both as the system actor. The contract completes when every milestone is paid; a termination
+//! (see [`super::termination`]) ends it early. Nothing changes on a closed contract.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     Aggregate, BoundedContext, Context, ContractId, DomainError, DomainEvent, FieldError, JobId, MilestoneId,
-    Money, PaymentRequestId, ProposalId, Role, TerminationRequestId, Timestamp, UserId,
+    Money, PaymentRequestId, ProposalId, TerminationRequestId, Timestamp, UserId,
     jobs::proposal::{MAX_MILESTONES, ProposedMilestone},
 };
 
@@ -70,7 +71,7 @@ pub enum Verdict {
 /// Commands on a contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContractCommand {
-    /// Make the contract of an accepted proposal (sent by the contract saga for the client).
+    /// Make the contract of an accepted proposal (sent by the contract saga as the system actor).
     Initiate {
         /// Must be [`ContractId::for_proposal`] of `proposal_id`.
         contract_id: ContractId,
@@ -97,7 +98,7 @@ pub enum ContractCommand {
         /// Accepted, or changes requested.
         verdict: Verdict,
     },
-    /// A paid payment request marks its milestone PAID (sent by the payment saga for the client).
+    /// A paid payment request marks its milestone PAID (sent by the payment saga as the system actor).
     MarkMilestonePaid {
         /// The milestone.
         milestone_id: MilestoneId,
@@ -266,7 +267,8 @@ impl InitiatedContract {
         }
     }
 
-    fn milestone(&self, id: MilestoneId) -> Result<&Milestone, DomainError> {
+    /// The milestone `id` of this contract, or 404.
+    pub fn milestone(&self, id: MilestoneId) -> Result<&Milestone, DomainError> {
         self.milestones
             .iter()
             .find(|m| m.id == id)
@@ -370,9 +372,7 @@ pub fn decide(
             freelancer_id,
             milestones,
         } => {
-            if ctx.actor.id != *client_id && ctx.actor.role != Role::Admin {
-                return Err(DomainError::Forbidden("not-the-client"));
-            }
+            ctx.ensure_system()?;
             if let Some(c) = &contract.initiated {
                 // DESIGN §7: the saga may replay; the same proposal's contract is already there.
                 return if c.proposal_id == *proposal_id {
@@ -464,9 +464,7 @@ pub fn decide(
             payment_request_id,
         } => {
             let c = contract.existing()?;
-            if ctx.actor.id != c.client_id && ctx.actor.role != Role::Admin {
-                return Err(DomainError::Forbidden("not-the-client"));
-            }
+            ctx.ensure_system()?;
             let m = c.milestone(*milestone_id)?;
             if m.status == MilestoneStatus::Paid {
                 // DESIGN §7: a replayed PaymentRequestPaid changes nothing.

@@ -1,9 +1,11 @@
 //! Property tests: random command sequences against a contract and its termination requests,
-//! checking after every step that milestones only move along legal edges by the right actor, that
-//! the contract is completed exactly when every milestone is paid, that a closed contract never
-//! changes, that a termination request is handled once, and that replaying reproduces every state.
+//! checking after every step that milestones only move along legal edges by the right actor (a
+//! saga's command by the system actor only, a user's command never by it), that the contract is
+//! completed exactly when every milestone is paid, that a closed contract never changes, that a
+//! termination request is handled once, and that replaying reproduces every state.
 
 use proptest::prelude::*;
+use std::fmt::Debug;
 use uuid::Uuid;
 
 use super::{
@@ -13,11 +15,15 @@ use super::{
 use crate::testing::*;
 use crate::{Actor, DomainError, PaymentRequestId, Role, TerminationRequestId};
 
-const ACTORS: [Actor; 5] = [CLIENT, OTHER_CLIENT, FREELANCER, OTHER_FREELANCER, ADMIN];
+/// Index 5 is the system actor (the contract and payment sagas).
+const ACTORS: [Actor; 6] = [CLIENT, OTHER_CLIENT, FREELANCER, OTHER_FREELANCER, ADMIN, SYSTEM];
+const THE_SYSTEM: usize = 5;
 const REQUESTS: usize = 3;
 
+/// `Initiate` replays the contract saga's initiation (the contract exists from the start).
 #[derive(Debug, Clone)]
 enum Op {
+    Initiate { actor: usize },
     Progress { m: usize, actor: usize },
     Evaluate { m: usize, accept: bool, actor: usize },
     MarkPaid { m: usize, actor: usize },
@@ -28,13 +34,40 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let m = 0..5usize;
     let a = 0..ACTORS.len();
+    // A saga's command: mostly the system, sometimes anyone.
+    let saga = prop_oneof![2 => Just(THE_SYSTEM), 1 => a.clone()];
     prop_oneof![
+        1 => a.clone().prop_map(|actor| Op::Initiate { actor }),
         6 => (m.clone(), a.clone()).prop_map(|(m, actor)| Op::Progress { m, actor }),
         4 => (m.clone(), any::<bool>(), a.clone()).prop_map(|(m, accept, actor)| Op::Evaluate { m, accept, actor }),
-        3 => (m, a.clone()).prop_map(|(m, actor)| Op::MarkPaid { m, actor }),
+        3 => (m, saga).prop_map(|(m, actor)| Op::MarkPaid { m, actor }),
         1 => (0..REQUESTS, a.clone()).prop_map(|(r, actor)| Op::RequestTermination { r, actor }),
         1 => (0..REQUESTS, any::<bool>(), a).prop_map(|(r, accept, actor)| Op::AnswerTermination { r, accept, actor }),
     ]
+}
+
+/// A saga's command: refused with `system-only` exactly when a user sends it.
+#[track_caller]
+fn saga_only<T: Debug>(actor: Actor, outcome: Result<T, DomainError>) -> Result<T, DomainError> {
+    let refused_as_a_user = matches!(outcome, Err(DomainError::Forbidden("system-only")));
+    assert_eq!(
+        refused_as_a_user,
+        !actor.is_system(),
+        "only the system sends a saga's command: {actor:?} got {outcome:?}"
+    );
+    outcome
+}
+
+/// A user's command: never done by the system actor, which is nobody (the nil user id).
+#[track_caller]
+fn user_only<T: Debug>(actor: Actor, outcome: Result<T, DomainError>) -> Result<T, DomainError> {
+    if actor.is_system() {
+        assert!(
+            matches!(outcome, Err(DomainError::Forbidden(_) | DomainError::NotFound(_))),
+            "the system does no user's command: got {outcome:?}"
+        );
+    }
+    outcome
 }
 
 fn rid(i: usize) -> TerminationRequestId {
@@ -49,7 +82,7 @@ struct World {
 impl World {
     fn new(milestones: usize) -> Self {
         let mut contract = Stream::<Contract>::default();
-        let events = contract::decide(&contract.state, &fx::initiate(milestones), &ctx(CLIENT)).unwrap();
+        let events = contract::decide(&contract.state, &fx::initiate(milestones), &ctx(SYSTEM)).unwrap();
         contract.apply(&events);
         Self {
             contract,
@@ -60,11 +93,16 @@ impl World {
     fn step(&mut self, op: &Op) -> Result<(), DomainError> {
         let c = &self.contract.state;
         match *op {
+            Op::Initiate { actor } => {
+                let outcome = contract::decide(c, &fx::initiate(1), &ctx(ACTORS[actor]));
+                let events = saga_only(ACTORS[actor], outcome)?;
+                assert!(events.is_empty(), "a replayed initiation changes nothing");
+            }
             Op::Progress { m, actor } => {
                 let command = ContractCommand::ProgressMilestone {
                     milestone_id: fx::m(m),
                 };
-                let events = contract::decide(c, &command, &ctx(ACTORS[actor]))?;
+                let events = user_only(ACTORS[actor], contract::decide(c, &command, &ctx(ACTORS[actor])))?;
                 assert_eq!(ACTORS[actor], FREELANCER, "only the freelancer progresses");
                 self.contract.apply(&events);
             }
@@ -78,7 +116,7 @@ impl World {
                     milestone_id: fx::m(m),
                     verdict,
                 };
-                let events = contract::decide(c, &command, &ctx(ACTORS[actor]))?;
+                let events = user_only(ACTORS[actor], contract::decide(c, &command, &ctx(ACTORS[actor])))?;
                 assert_eq!(ACTORS[actor], CLIENT, "only the client evaluates");
                 self.contract.apply(&events);
             }
@@ -87,11 +125,8 @@ impl World {
                     milestone_id: fx::m(m),
                     payment_request_id: PaymentRequestId::for_milestone(fx::m(m)),
                 };
-                let events = contract::decide(c, &command, &ctx(ACTORS[actor]))?;
-                assert!(
-                    ACTORS[actor] == CLIENT || ACTORS[actor].role == Role::Admin,
-                    "only the payment (for the client) marks paid"
-                );
+                let events = saga_only(ACTORS[actor], contract::decide(c, &command, &ctx(ACTORS[actor])))?;
+                assert_eq!(ACTORS[actor], SYSTEM, "only the payment saga marks paid");
                 self.contract.apply(&events);
             }
             Op::RequestTermination { r, actor } => {
@@ -100,7 +135,13 @@ impl World {
                     contract_id: fx::contract_id(),
                     reason: "enough".into(),
                 };
-                let out = termination::decide((c, &self.requests[r].state), &command, &ctx(ACTORS[actor]))?;
+                let outcome =
+                    termination::decide((c, &self.requests[r].state), &command, &ctx(ACTORS[actor]));
+                let out = user_only(ACTORS[actor], outcome)?;
+                assert!(
+                    [CLIENT, FREELANCER].contains(&ACTORS[actor]),
+                    "only a party requests"
+                );
                 assert!(out.contract.is_empty());
                 self.requests[r].apply(&out.termination);
             }
@@ -110,9 +151,15 @@ impl World {
                 } else {
                     TerminationCommand::Reject
                 };
-                let out = termination::decide((c, &self.requests[r].state), &command, &ctx(ACTORS[actor]))?;
+                let outcome =
+                    termination::decide((c, &self.requests[r].state), &command, &ctx(ACTORS[actor]));
+                let out = user_only(ACTORS[actor], outcome)?;
                 let requester = self.requests[r].state.requested.as_ref().map(|q| q.requested_by);
                 assert_ne!(Some(ACTORS[actor].id), requester, "the requester never answers");
+                assert!(
+                    [CLIENT, FREELANCER].contains(&ACTORS[actor]) || ACTORS[actor].role == Role::Admin,
+                    "only the other party or an admin answers"
+                );
                 self.contract.apply(&out.contract);
                 self.requests[r].apply(&out.termination);
             }
@@ -196,7 +243,7 @@ proptest! {
             }
             world.step(&Op::Evaluate { m, accept: true, actor: 0 }).unwrap();
             let before = world.contract.state.clone();
-            world.step(&Op::MarkPaid { m, actor: 0 }).unwrap();
+            world.step(&Op::MarkPaid { m, actor: THE_SYSTEM }).unwrap();
             world.check(&before);
         }
         prop_assert_eq!(world.contract.state.status(), Some(ContractStatus::Completed));

@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn only_a_party_requests_termination() {
-        for actor in [OTHER_CLIENT, OTHER_FREELANCER, ADMIN] {
+        for actor in [OTHER_CLIENT, OTHER_FREELANCER, ADMIN, SYSTEM] {
             run(active(), TerminationRequest::default(), actor, request_cmd("x"))
                 .then_err(DomainError::Forbidden("not-a-party"));
         }
@@ -387,13 +387,12 @@ mod tests {
 
     #[test]
     fn outsiders_cannot_answer_a_request() {
-        run(
-            active(),
-            pending(CLIENT_ID),
-            OTHER_FREELANCER,
-            TerminationCommand::Accept,
-        )
-        .then_err(DomainError::Forbidden("not-a-party"));
+        for actor in [OTHER_FREELANCER, SYSTEM] {
+            for command in [TerminationCommand::Accept, TerminationCommand::Reject] {
+                run(active(), pending(CLIENT_ID), actor, command)
+                    .then_err(DomainError::Forbidden("not-a-party"));
+            }
+        }
     }
 
     #[test]

@@ -429,6 +429,7 @@ pub(crate) mod tests {
                 proposal_id: p::PROPOSAL,
                 cover_letter: "c".into(),
                 milestones: p::milestones(p::PROPOSAL, 1),
+                attachments: p::attachments("c", 2),
                 updated_at: now(),
             },
             ProposalEvent::ProposalWithdrawn {

@@ -17,6 +17,6 @@ pub use accept_proposal::{AcceptProposal, AcceptProposalEvents};
 pub use job::{Job, JobCommand, JobDraft, JobEvent, decide};
 pub use proposal::{
     MilestoneTerms, Proposal, ProposalCommand, ProposalEvent, ProposalStatus, ProposalTerms,
-    ProposedMilestone,
+    ProposedMilestone, ValidTerms, parse_attachments,
 };
 pub use submit_proposal::{SubmitProposal, SubmitProposalEvents};

@@ -12,9 +12,10 @@ use super::{
     submit_proposal::{self, SubmitProposal},
 };
 use crate::testing::*;
-use crate::{Actor, DomainError, JobId, ProposalId};
+use crate::{Actor, DomainError, JobId, ProposalId, Role};
 
-const ACTORS: [Actor; 5] = [CLIENT, OTHER_CLIENT, FREELANCER, OTHER_FREELANCER, ADMIN];
+/// The system actor (index 5) sends no command on jobs and proposals.
+const ACTORS: [Actor; 6] = [CLIENT, OTHER_CLIENT, FREELANCER, OTHER_FREELANCER, ADMIN, SYSTEM];
 const PROPOSALS: usize = 4;
 
 fn pid(i: usize) -> ProposalId {
@@ -98,6 +99,7 @@ impl World {
                 let ctx = ctx(ACTORS[actor]);
                 let out =
                     submit_proposal::decide((&self.job.state, &self.proposals[p].state), &command, &ctx)?;
+                assert_eq!(ACTORS[actor].role, Role::Freelancer, "only freelancers submit");
                 self.job.apply(&out.job);
                 self.proposals[p].apply(&out.proposal);
             }
@@ -105,7 +107,13 @@ impl World {
                 let command = ProposalCommand::Update {
                     terms: proposal::tests::terms(milestones),
                 };
+                let author = self.proposals[p]
+                    .state
+                    .submitted
+                    .as_ref()
+                    .map(|q| q.freelancer_id);
                 let events = proposal::decide(&self.proposals[p].state, &command, &ctx(ACTORS[actor]))?;
+                assert_eq!(Some(ACTORS[actor].id), author, "only the author updates");
                 self.proposals[p].apply(&events);
             }
             Op::Withdraw { p, actor } | Op::Reject { p, actor } => {

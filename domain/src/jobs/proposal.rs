@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Aggregate, BoundedContext, Context, ContractId, Currency, DomainError, DomainEvent, FieldError, JobId,
-    MilestoneId, Money, ProposalId, Role, Timestamp, UserId,
+    MilestoneId, Money, ProposalId, Role, Timestamp, UserId, users::FileRef,
 };
 
 /// Most milestones a proposal may have (DESIGN §2).
 pub const MAX_MILESTONES: usize = 20;
+
+/// Most attachments a proposal may have.
+pub const MAX_ATTACHMENTS: usize = 10;
 
 /// One milestone as the freelancer sends it (raw input, validated by the decision).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,25 @@ pub struct ProposalTerms {
     pub cover_letter: String,
     /// 1..=20 milestones, ordered by due date.
     pub milestones: Vec<MilestoneTerms>,
+    /// Links to uploaded files (see [`parse_attachments`]): at most 10, no duplicates.
+    pub attachments: Vec<FileRef>,
+}
+
+/// Parse raw attachment links, naming `attachments[i]` in each field error (all are collected).
+pub fn parse_attachments(raw: &[String]) -> Result<Vec<FileRef>, DomainError> {
+    let mut errors = Vec::new();
+    let mut attachments = Vec::with_capacity(raw.len());
+    for (i, link) in raw.iter().enumerate() {
+        match FileRef::parse(link, &format!("attachments[{i}]")) {
+            Ok(file) => attachments.push(file),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(attachments)
+    } else {
+        Err(DomainError::Invalid(errors))
+    }
 }
 
 /// A validated milestone of a proposal; the contract made from it keeps the same id.
@@ -47,14 +69,25 @@ pub struct ProposedMilestone {
     pub due_on: NaiveDate,
 }
 
+/// Terms that passed [`validate_terms`], as the proposal events record them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidTerms {
+    /// The trimmed pitch.
+    pub cover_letter: String,
+    /// The milestones, with ids derived from the proposal.
+    pub milestones: Vec<ProposedMilestone>,
+    /// The attachments, in the order sent.
+    pub attachments: Vec<FileRef>,
+}
+
 /// Check terms against DESIGN §2 (1..=20 milestones, positive amounts in `currency`, due dates not in
-/// the past and ordered), collecting every field error.
+/// the past and ordered; at most 10 distinct attachments), collecting every field error.
 pub fn validate_terms(
     proposal_id: ProposalId,
     terms: &ProposalTerms,
     currency: Currency,
     today: NaiveDate,
-) -> Result<(String, Vec<ProposedMilestone>), DomainError> {
+) -> Result<ValidTerms, DomainError> {
     let mut errors = Vec::new();
     let cover_letter = terms.cover_letter.trim();
     if !(1..=5_000).contains(&cover_letter.chars().count()) {
@@ -112,8 +145,23 @@ pub fn validate_terms(
             due_on: m.due_on,
         });
     }
+    if terms.attachments.len() > MAX_ATTACHMENTS {
+        errors.push(FieldError::new(
+            "attachments",
+            format!("at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    for (i, file) in terms.attachments.iter().enumerate() {
+        if terms.attachments[..i].contains(file) {
+            errors.push(FieldError::new(format!("attachments[{i}]"), "duplicate"));
+        }
+    }
     if errors.is_empty() {
-        Ok((cover_letter.to_owned(), milestones))
+        Ok(ValidTerms {
+            cover_letter: cover_letter.to_owned(),
+            milestones,
+            attachments: terms.attachments.clone(),
+        })
     } else {
         Err(DomainError::Invalid(errors))
     }
@@ -151,6 +199,9 @@ pub enum ProposalEvent {
         cover_letter: String,
         /// The milestones, ordered by due date.
         milestones: Vec<ProposedMilestone>,
+        /// Links to uploaded files (absent from events recorded before attachments existed).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<FileRef>,
         /// When.
         submitted_at: Timestamp,
     },
@@ -162,6 +213,10 @@ pub enum ProposalEvent {
         cover_letter: String,
         /// The new milestones.
         milestones: Vec<ProposedMilestone>,
+        /// The new attachments, replacing the old (absent from events recorded before attachments
+        /// existed).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<FileRef>,
         /// When.
         updated_at: Timestamp,
     },
@@ -342,11 +397,16 @@ pub fn decide(
                 .first()
                 .map(|m| m.amount.currency)
                 .unwrap_or(Currency::Usd);
-            let (cover_letter, milestones) = validate_terms(p.id, terms, currency, ctx.now.date())?;
+            let ValidTerms {
+                cover_letter,
+                milestones,
+                attachments,
+            } = validate_terms(p.id, terms, currency, ctx.now.date())?;
             Ok(vec![ProposalEvent::ProposalUpdated {
                 proposal_id: p.id,
                 cover_letter,
                 milestones,
+                attachments,
                 updated_at: ctx.now,
             }])
         }
@@ -395,14 +455,21 @@ pub(crate) mod tests {
                     due_on: day(i as i64 + 1),
                 })
                 .collect(),
+            attachments: vec![],
         }
+    }
+
+    /// `n` distinct attachment links, `files/<tag>-<i>.pdf`.
+    pub fn attachments(tag: &str, n: usize) -> Vec<FileRef> {
+        let raw: Vec<String> = (0..n).map(|i| format!("files/{tag}-{i}.pdf")).collect();
+        parse_attachments(&raw).unwrap()
     }
 
     /// The validated form of `terms(n)` for `proposal`.
     pub fn milestones(proposal: ProposalId, n: usize) -> Vec<ProposedMilestone> {
         validate_terms(proposal, &terms(n), Currency::Usd, now().date())
             .unwrap()
-            .1
+            .milestones
     }
 
     /// `proposal` was submitted by `freelancer` to the client's job with `n` milestones.
@@ -414,6 +481,7 @@ pub(crate) mod tests {
             freelancer_id: freelancer,
             cover_letter: "I can do it".into(),
             milestones: milestones(proposal, n),
+            attachments: vec![],
             submitted_at: now(),
         }
     }
@@ -440,8 +508,43 @@ pub(crate) mod tests {
                 proposal_id: PROPOSAL,
                 cover_letter: "better".into(),
                 milestones: milestones(PROPOSAL, 3),
+                attachments: vec![],
                 updated_at: now(),
             }]);
+    }
+
+    #[test]
+    fn an_update_replaces_the_attachments() {
+        let with_old_files = ProposalEvent::ProposalSubmitted {
+            proposal_id: PROPOSAL,
+            job_id: JOB,
+            client_id: CLIENT_ID,
+            freelancer_id: FREELANCER_ID,
+            cover_letter: "I can do it".into(),
+            milestones: milestones(PROPOSAL, 2),
+            attachments: attachments("old", 3),
+            submitted_at: now(),
+        };
+        let mut new_terms = terms(2);
+        new_terms.attachments = attachments("new", 1);
+        given::<Proposal>([with_old_files])
+            .when(|p| decide(p, &ProposalCommand::Update { terms: new_terms }, &ctx(FREELANCER)))
+            .then([ProposalEvent::ProposalUpdated {
+                proposal_id: PROPOSAL,
+                cover_letter: "I can do it".into(),
+                milestones: milestones(PROPOSAL, 2),
+                attachments: attachments("new", 1),
+                updated_at: now(),
+            }]);
+    }
+
+    #[test]
+    fn an_update_checks_the_attachments() {
+        let mut bad = terms(1);
+        bad.attachments = attachments("a", MAX_ATTACHMENTS + 1);
+        given::<Proposal>([submitted()])
+            .when(|p| decide(p, &ProposalCommand::Update { terms: bad }, &ctx(FREELANCER)))
+            .then_invalid(&["attachments"]);
     }
 
     #[test]
@@ -562,6 +665,7 @@ pub(crate) mod tests {
                     due_on: day(2),
                 },
             ],
+            attachments: vec![],
         };
         let Err(DomainError::Invalid(errors)) = validate_terms(PROPOSAL, &bad, Currency::Usd, now().date())
         else {
@@ -592,5 +696,99 @@ pub(crate) mod tests {
         let a = milestones(PROPOSAL, 2);
         assert_eq!(a[0].milestone_id, MilestoneId::for_proposal(PROPOSAL, 0));
         assert_ne!(a[0].milestone_id, a[1].milestone_id);
+    }
+
+    #[test]
+    fn terms_take_up_to_ten_attachments() {
+        let mut t = terms(1);
+        t.attachments = attachments("a", MAX_ATTACHMENTS);
+        let valid = validate_terms(PROPOSAL, &t, Currency::Usd, now().date()).unwrap();
+        assert_eq!(valid.attachments, t.attachments);
+
+        t.attachments = attachments("a", MAX_ATTACHMENTS + 1);
+        let Err(DomainError::Invalid(errors)) = validate_terms(PROPOSAL, &t, Currency::Usd, now().date())
+        else {
+            panic!("11 attachments accepted")
+        };
+        assert_eq!(errors, [FieldError::new("attachments", "at most 10 attachments")]);
+    }
+
+    #[test]
+    fn terms_reject_duplicate_attachments() {
+        let mut t = terms(1);
+        let raw = ["a.pdf", "b.pdf", " a.pdf", "b.pdf"].map(String::from);
+        t.attachments = parse_attachments(&raw).unwrap();
+        let Err(DomainError::Invalid(errors)) = validate_terms(PROPOSAL, &t, Currency::Usd, now().date())
+        else {
+            panic!("duplicates accepted")
+        };
+        assert_eq!(
+            errors,
+            [
+                FieldError::new("attachments[2]", "duplicate"),
+                FieldError::new("attachments[3]", "duplicate"),
+            ]
+        );
+    }
+
+    #[test]
+    fn attachment_errors_name_each_bad_link() {
+        let raw = ["ok.pdf", "", "has space.pdf", &"x".repeat(501)].map(String::from);
+        let Err(DomainError::Invalid(errors)) = parse_attachments(&raw) else {
+            panic!("bad links accepted")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["attachments[1]", "attachments[2]", "attachments[3]"]);
+        assert_eq!(
+            parse_attachments(&[" files/a.pdf ".into()]).unwrap()[0].as_str(),
+            "files/a.pdf"
+        );
+        assert_eq!(parse_attachments(&[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn events_recorded_before_attachments_still_decode() {
+        let submitted: ProposalEvent = serde_json::from_value(serde_json::json!({
+            "type": "ProposalSubmitted",
+            "proposal_id": PROPOSAL,
+            "job_id": JOB,
+            "client_id": CLIENT_ID,
+            "freelancer_id": FREELANCER_ID,
+            "cover_letter": "I can do it",
+            "milestones": milestones(PROPOSAL, 2),
+            "submitted_at": now(),
+        }))
+        .unwrap();
+        assert_eq!(submitted, submitted_by(PROPOSAL, FREELANCER_ID, 2));
+
+        let updated: ProposalEvent = serde_json::from_value(serde_json::json!({
+            "type": "ProposalUpdated",
+            "proposal_id": PROPOSAL,
+            "cover_letter": "c",
+            "milestones": milestones(PROPOSAL, 1),
+            "updated_at": now(),
+        }))
+        .unwrap();
+        let ProposalEvent::ProposalUpdated { attachments, .. } = updated else {
+            panic!("decoded as {updated:?}")
+        };
+        assert!(attachments.is_empty());
+    }
+
+    #[test]
+    fn attachments_are_recorded_as_links_and_omitted_when_none() {
+        let json = serde_json::to_value(submitted()).unwrap();
+        assert!(json.get("attachments").is_none(), "{json}");
+
+        let mut with_files = submitted();
+        if let ProposalEvent::ProposalSubmitted { attachments: a, .. } = &mut with_files {
+            *a = attachments("doc", 2);
+        }
+        let json = serde_json::to_value(&with_files).unwrap();
+        assert_eq!(
+            json["attachments"],
+            serde_json::json!(["files/doc-0.pdf", "files/doc-1.pdf"])
+        );
+        assert_round_trip(&[with_files]);
     }
 }

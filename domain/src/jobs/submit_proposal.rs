@@ -8,7 +8,7 @@ use crate::{
     Context, DomainError, ProposalId, Role,
     jobs::{
         job::{self, Job, JobEvent},
-        proposal::{Proposal, ProposalEvent, ProposalTerms, validate_terms},
+        proposal::{Proposal, ProposalEvent, ProposalTerms, ValidTerms, validate_terms},
     },
 };
 
@@ -47,8 +47,11 @@ pub fn decide(
     if proposal.submitted.is_some() || job.proposals.contains(&command.proposal_id) {
         return Err(DomainError::Conflict("proposal-already-submitted"));
     }
-    let (cover_letter, milestones) =
-        validate_terms(command.proposal_id, &command.terms, currency, ctx.now.date())?;
+    let ValidTerms {
+        cover_letter,
+        milestones,
+        attachments,
+    } = validate_terms(command.proposal_id, &command.terms, currency, ctx.now.date())?;
     Ok(SubmitProposalEvents {
         job: vec![JobEvent::ProposalReceived {
             job_id,
@@ -63,6 +66,7 @@ pub fn decide(
             freelancer_id: ctx.actor.id,
             cover_letter,
             milestones,
+            attachments,
             submitted_at: ctx.now,
         }],
     })
@@ -72,7 +76,8 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::jobs::job::tests::{posted, received};
-    use crate::jobs::proposal::tests::{PROPOSAL, submitted_by, terms};
+    use crate::jobs::proposal::tests::{JOB, PROPOSAL, attachments, milestones, submitted_by, terms};
+    use crate::jobs::proposal::{MAX_ATTACHMENTS, ProposalEvent};
     use crate::testing::*;
     use crate::{Aggregate, DomainEvent};
 
@@ -99,6 +104,46 @@ mod tests {
     }
 
     #[test]
+    fn submitting_with_attachments_records_them() {
+        let mut command = submit(2);
+        command.terms.attachments = attachments("brief", 3);
+        given_state((job(&[posted()]), Proposal::default()))
+            .when(|(j, p)| decide((j, p), &command, &ctx(FREELANCER)))
+            .then(SubmitProposalEvents {
+                job: vec![received(PROPOSAL, FREELANCER_ID)],
+                proposal: vec![ProposalEvent::ProposalSubmitted {
+                    proposal_id: PROPOSAL,
+                    job_id: JOB,
+                    client_id: CLIENT_ID,
+                    freelancer_id: FREELANCER_ID,
+                    cover_letter: "I can do it".into(),
+                    milestones: milestones(PROPOSAL, 2),
+                    attachments: attachments("brief", 3),
+                    submitted_at: now(),
+                }],
+            });
+    }
+
+    #[test]
+    fn a_proposal_has_at_most_ten_attachments() {
+        let mut command = submit(1);
+        command.terms.attachments = attachments("brief", MAX_ATTACHMENTS + 1);
+        given_state((job(&[posted()]), Proposal::default()))
+            .when(|(j, p)| decide((j, p), &command, &ctx(FREELANCER)))
+            .then_invalid(&["attachments"]);
+    }
+
+    #[test]
+    fn a_proposal_attaches_a_file_once() {
+        let mut command = submit(1);
+        let files = attachments("brief", 2);
+        command.terms.attachments = vec![files[0].clone(), files[1].clone(), files[0].clone()];
+        given_state((job(&[posted()]), Proposal::default()))
+            .when(|(j, p)| decide((j, p), &command, &ctx(FREELANCER)))
+            .then_invalid(&["attachments[2]"]);
+    }
+
+    #[test]
     fn only_freelancers_propose() {
         let job = job(&[posted()]);
         for actor in [CLIENT, OTHER_CLIENT, ADMIN] {
@@ -120,7 +165,7 @@ mod tests {
         let job = job(&[
             posted(),
             JobEvent::JobClosed {
-                job_id: crate::jobs::proposal::tests::JOB,
+                job_id: JOB,
                 accepted_proposal_id: None,
                 closed_at: now(),
             },

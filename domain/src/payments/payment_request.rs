@@ -5,13 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Aggregate, BoundedContext, Context, ContractId, DomainError, DomainEvent, FieldError, MilestoneId, Money,
-    PaymentRequestId, Role, Timestamp, UserId,
+    PaymentRequestId, Timestamp, UserId,
 };
 
 /// Commands on a payment request (paying spans the wallets: see [`super::pay_request`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentRequestCommand {
-    /// Request payment for an accepted milestone (sent by the payment saga, DESIGN §7).
+    /// Request payment for an accepted milestone (sent by the payment saga as the system actor, DESIGN §7).
     Create {
         /// Must be [`PaymentRequestId::for_milestone`] of `milestone_id`.
         payment_request_id: PaymentRequestId,
@@ -28,7 +28,7 @@ pub enum PaymentRequestCommand {
         /// When it expires if unpaid: after now.
         due_at: Timestamp,
     },
-    /// Close a request left unpaid past its due time (sent by the deadline saga).
+    /// Close a request left unpaid past its due time (sent by the deadline saga as the system actor).
     Expire,
 }
 
@@ -201,7 +201,6 @@ pub fn decide(
     command: &PaymentRequestCommand,
     ctx: &Context,
 ) -> Result<Vec<PaymentRequestEvent>, DomainError> {
-    let is_admin = ctx.actor.role == Role::Admin;
     match command {
         PaymentRequestCommand::Create {
             payment_request_id,
@@ -212,9 +211,7 @@ pub fn decide(
             amount,
             due_at,
         } => {
-            if ctx.actor.id != *client_id && ctx.actor.id != *freelancer_id && !is_admin {
-                return Err(DomainError::Forbidden("not-a-party"));
-            }
+            ctx.ensure_system()?;
             if let Some(r) = &request.created {
                 // DESIGN §7: a replayed MilestoneAccepted creates nothing more.
                 return if r.milestone_id == *milestone_id {
@@ -255,9 +252,7 @@ pub fn decide(
         }
         PaymentRequestCommand::Expire => {
             let r = request.existing()?;
-            if ctx.actor.id != r.client_id && ctx.actor.id != r.freelancer_id && !is_admin {
-                return Err(DomainError::Forbidden("not-a-party"));
-            }
+            ctx.ensure_system()?;
             r.ensure_pending()?;
             if ctx.now < r.due_at {
                 return Err(DomainError::Conflict("payment-request-not-due"));
@@ -273,7 +268,7 @@ pub fn decide(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::contracts::contract::tests::{contract_id, m};
+    use crate::contracts::contract::tests::{USERS, contract_id, m};
     use crate::testing::*;
 
     /// One day, in seconds.
@@ -330,25 +325,29 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_saga_creates_a_payment_request_for_a_party() {
-        for actor in [CLIENT, FREELANCER, ADMIN] {
-            given::<PaymentRequest>([])
-                .when(|r| decide(r, &create(), &ctx(actor)))
-                .then([created()]);
-        }
+    fn the_saga_creates_a_payment_request_as_the_system() {
+        given::<PaymentRequest>([])
+            .when(|r| decide(r, &create(), &ctx(SYSTEM)))
+            .then([created()]);
     }
 
     #[test]
-    fn only_a_party_creates_a_payment_request() {
-        given::<PaymentRequest>([])
-            .when(|r| decide(r, &create(), &ctx(OTHER_CLIENT)))
-            .then_err(DomainError::Forbidden("not-a-party"));
+    fn only_the_system_creates_a_payment_request() {
+        for actor in USERS {
+            given::<PaymentRequest>([])
+                .when(|r| decide(r, &create(), &ctx(actor)))
+                .then_err(DomainError::Forbidden("system-only"));
+            // Not even as a replay of the saga's own command.
+            given::<PaymentRequest>([created()])
+                .when(|r| decide(r, &create(), &ctx(actor)))
+                .then_err(DomainError::Forbidden("system-only"));
+        }
     }
 
     #[test]
     fn a_replayed_creation_changes_nothing() {
         given::<PaymentRequest>([created()])
-            .when(|r| decide(r, &create(), &ctx(CLIENT)))
+            .when(|r| decide(r, &create(), &ctx(SYSTEM)))
             .then([]);
     }
 
@@ -364,7 +363,7 @@ pub(crate) mod tests {
             due_at: later(DAY),
         };
         given::<PaymentRequest>([created()])
-            .when(|r| decide(r, &other, &ctx(CLIENT)))
+            .when(|r| decide(r, &other, &ctx(SYSTEM)))
             .then_err(DomainError::Conflict("payment-request-exists"));
     }
 
@@ -380,7 +379,7 @@ pub(crate) mod tests {
             due_at: now(),
         };
         given::<PaymentRequest>([])
-            .when(|r| decide(r, &bad, &ctx(CLIENT)))
+            .when(|r| decide(r, &bad, &ctx(SYSTEM)))
             .then_invalid(&["payment_request_id", "freelancer_id", "amount", "due_at"]);
     }
 
@@ -388,48 +387,44 @@ pub(crate) mod tests {
     fn an_unpaid_request_expires_after_its_due_time() {
         let at = later(8 * DAY);
         given::<PaymentRequest>([created()])
-            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(ADMIN, at)))
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(SYSTEM, at)))
             .then([expired(at)]);
     }
 
     #[test]
     fn a_request_does_not_expire_before_its_due_time() {
         given::<PaymentRequest>([created()])
-            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx(CLIENT)))
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx(SYSTEM)))
             .then_err(DomainError::Conflict("payment-request-not-due"));
     }
 
     #[test]
     fn a_paid_request_does_not_expire() {
         given::<PaymentRequest>([created(), paid()])
-            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(CLIENT, later(8 * DAY))))
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(SYSTEM, later(8 * DAY))))
             .then_err(DomainError::Conflict("payment-request-already-paid"));
     }
 
     #[test]
     fn a_request_expires_once() {
         given::<PaymentRequest>([created(), expired(later(8 * DAY))])
-            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(CLIENT, later(9 * DAY))))
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(SYSTEM, later(9 * DAY))))
             .then_err(DomainError::Conflict("payment-request-expired"));
     }
 
     #[test]
-    fn only_a_party_expires_a_request() {
-        given::<PaymentRequest>([created()])
-            .when(|r| {
-                decide(
-                    r,
-                    &PaymentRequestCommand::Expire,
-                    &ctx_at(OTHER_FREELANCER, later(8 * DAY)),
-                )
-            })
-            .then_err(DomainError::Forbidden("not-a-party"));
+    fn only_the_system_expires_a_request() {
+        for actor in USERS {
+            given::<PaymentRequest>([created()])
+                .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(actor, later(8 * DAY))))
+                .then_err(DomainError::Forbidden("system-only"));
+        }
     }
 
     #[test]
     fn expiring_a_missing_request_is_not_found() {
         given::<PaymentRequest>([])
-            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx(CLIENT)))
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx(SYSTEM)))
             .then_err(DomainError::NotFound("payment-request"));
     }
 

@@ -1,9 +1,11 @@
 //! Property tests: random deposits, payment requests, payments and withdrawals over four users'
 //! wallets, checking after every step that no balance goes below zero, that reservations match the
-//! open withdrawals, that money is conserved, that a payment request is paid once, and that
+//! open withdrawals, that money is conserved, that a payment request is paid once, that only the
+//! system actor sends the sagas' and the payout worker's commands and never a user's, and that
 //! replaying the events reproduces every state.
 
 use proptest::prelude::*;
+use std::fmt::Debug;
 use uuid::Uuid;
 
 use super::{
@@ -15,9 +17,11 @@ use super::{
 use crate::testing::*;
 use crate::{Actor, ContractId, DomainError, MilestoneId, PaymentRequestId, WalletId, WithdrawalId};
 
-/// Wallet owners; index 4 is the admin (the payout worker), who owns no wallet.
-const ACTORS: [Actor; 5] = [CLIENT, OTHER_CLIENT, FREELANCER, OTHER_FREELANCER, ADMIN];
+/// Wallet owners; index 4 is the admin and index 5 the system actor (the payment and deadline
+/// sagas, the payout worker), neither of whom owns a wallet.
+const ACTORS: [Actor; 6] = [CLIENT, OTHER_CLIENT, FREELANCER, OTHER_FREELANCER, ADMIN, SYSTEM];
 const USERS: usize = 4;
+const THE_SYSTEM: usize = 5;
 const SLOTS: usize = 4;
 const DAY: i64 = 86_400;
 
@@ -77,24 +81,27 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let a = 0..ACTORS.len();
     let s = 0..SLOTS;
-    // Mostly the plausible actor (payers pay, the worker works), sometimes anyone.
+    // Mostly the plausible actor (owners deposit and withdraw, payers pay, the system runs the sagas
+    // and the payout worker), sometimes anyone.
+    let user = prop_oneof![4 => 0..USERS, 1 => 0..ACTORS.len()];
     let payer = prop_oneof![3 => 0..2usize, 1 => 0..ACTORS.len()];
-    let worker = prop_oneof![3 => Just(4usize), 1 => 0..ACTORS.len()];
+    let system = prop_oneof![3 => Just(THE_SYSTEM), 1 => 0..ACTORS.len()];
+    // The owner cancels a pending withdrawal, the worker one that timed out.
+    let canceller = prop_oneof![2 => Just(THE_SYSTEM), 2 => 0..USERS, 1 => 0..ACTORS.len()];
     prop_oneof![
-        3 => (0..USERS, 0..USERS, -100..6_000i64)
+        3 => (0..USERS, user.clone(), -100..6_000i64)
             .prop_map(|(user, actor, minor)| Op::Deposit { user, actor, minor }),
-        2 => (s.clone(), 0..2usize, 2..4usize, -10..5_000i64, a.clone())
+        2 => (s.clone(), 0..2usize, 2..4usize, -10..5_000i64, system.clone())
             .prop_map(|(slot, payer, payee, minor, actor)| Op::CreateRequest { slot, payer, payee, minor, actor }),
         3 => (s.clone(), payer).prop_map(|(slot, actor)| Op::Pay { slot, actor }),
-        1 => (s.clone(), a.clone(), 0..10i64).prop_map(|(slot, actor, days)| Op::Expire { slot, actor, days }),
-        3 => (s.clone(), 0..USERS, 0..USERS, -10..3_000i64)
+        1 => (s.clone(), system.clone(), 0..10i64).prop_map(|(slot, actor, days)| Op::Expire { slot, actor, days }),
+        3 => (s.clone(), 0..USERS, user, -10..3_000i64)
             .prop_map(|(slot, user, actor, minor)| Op::Withdraw { slot, user, actor, minor }),
-        2 => (s.clone(), worker.clone()).prop_map(|(slot, actor)| Op::Start { slot, actor }),
-        2 => (s.clone(), worker.clone()).prop_map(|(slot, actor)| Op::Succeed { slot, actor }),
-        1 => (s.clone(), worker.clone()).prop_map(|(slot, actor)| Op::Fail { slot, actor }),
-        1 => (s, worker).prop_map(|(slot, actor)| Op::Cancel { slot, actor }),
+        2 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::Start { slot, actor }),
+        2 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::Succeed { slot, actor }),
+        1 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::Fail { slot, actor }),
+        1 => (s, canceller).prop_map(|(slot, actor)| Op::Cancel { slot, actor }),
     ]
 }
 
@@ -113,6 +120,35 @@ fn user_index(actor: &Actor) -> Option<usize> {
     (0..USERS).find(|i| ACTORS[*i].id == actor.id)
 }
 
+/// A saga's command: a user is refused with `system-only` (or `NotFound` when the stream is missing,
+/// which is checked first); the system never is.
+#[track_caller]
+fn saga_only<T: Debug>(actor: Actor, outcome: Result<T, DomainError>) -> Result<T, DomainError> {
+    match &outcome {
+        Err(DomainError::NotFound(_)) => {}
+        Err(DomainError::Forbidden("system-only")) => {
+            assert!(!actor.is_system(), "the system is refused its own command")
+        }
+        other => assert!(
+            actor.is_system(),
+            "only the system sends a saga's command: got {other:?}"
+        ),
+    }
+    outcome
+}
+
+/// A user's command: never done by the system actor, which is nobody (the nil user id).
+#[track_caller]
+fn user_only<T: Debug>(actor: Actor, outcome: Result<T, DomainError>) -> Result<T, DomainError> {
+    if actor.is_system() {
+        assert!(
+            matches!(outcome, Err(DomainError::Forbidden(_) | DomainError::NotFound(_))),
+            "the system does no user's command: got {outcome:?}"
+        );
+    }
+    outcome
+}
+
 impl World {
     fn step(&mut self, op: &Op) -> Result<(), DomainError> {
         match *op {
@@ -121,7 +157,8 @@ impl World {
                     wallet_id: WalletId::for_user(ACTORS[user].id),
                     amount: usd(minor),
                 };
-                let events = wallet::decide(&self.wallets[user].state, &command, &ctx(ACTORS[actor]))?;
+                let outcome = wallet::decide(&self.wallets[user].state, &command, &ctx(ACTORS[actor]));
+                let events = user_only(ACTORS[actor], outcome)?;
                 assert_eq!(user_index(&ACTORS[actor]), Some(user), "only the owner deposits");
                 self.wallets[user].apply(&events);
             }
@@ -141,8 +178,10 @@ impl World {
                     amount: usd(minor),
                     due_at: later(7 * DAY),
                 };
-                let events =
-                    payment_request::decide(&self.requests[slot].state, &command, &ctx(ACTORS[actor]))?;
+                let outcome =
+                    payment_request::decide(&self.requests[slot].state, &command, &ctx(ACTORS[actor]));
+                let events = saga_only(ACTORS[actor], outcome)?;
+                assert_eq!(ACTORS[actor], SYSTEM, "only the payment saga requests payment");
                 if self.parties[slot].is_none() {
                     self.parties[slot] = Some((payer, payee));
                 }
@@ -150,7 +189,7 @@ impl World {
             }
             Op::Pay { slot, actor } => {
                 let (payer, payee) = self.parties[slot].unwrap_or((0, 2));
-                let out = pay_request::decide(
+                let outcome = pay_request::decide(
                     (
                         &self.requests[slot].state,
                         &self.wallets[payer].state,
@@ -158,18 +197,21 @@ impl World {
                     ),
                     &PayRequest,
                     &ctx(ACTORS[actor]),
-                )?;
+                );
+                let out = user_only(ACTORS[actor], outcome)?;
                 assert_eq!(actor, payer, "only the payer pays");
                 self.requests[slot].apply(&out.request);
                 self.wallets[payer].apply(&out.client_wallet);
                 self.wallets[payee].apply(&out.freelancer_wallet);
             }
             Op::Expire { slot, actor, days } => {
-                let events = payment_request::decide(
+                let outcome = payment_request::decide(
                     &self.requests[slot].state,
                     &PaymentRequestCommand::Expire,
                     &ctx_at(ACTORS[actor], later(days * DAY)),
-                )?;
+                );
+                let events = saga_only(ACTORS[actor], outcome)?;
+                assert_eq!(ACTORS[actor], SYSTEM, "only the deadline saga expires a request");
                 self.requests[slot].apply(&events);
             }
             Op::Withdraw {
@@ -182,11 +224,12 @@ impl World {
                     withdrawal_id: wid(slot),
                     amount: usd(minor),
                 };
-                let out = withdrawal::decide(
+                let outcome = withdrawal::decide(
                     (&self.wallets[user].state, &self.withdrawals[slot].state),
                     &command,
                     &ctx(ACTORS[actor]),
-                )?;
+                );
+                let out = user_only(ACTORS[actor], outcome)?;
                 assert_eq!(user_index(&ACTORS[actor]), Some(user), "only the owner withdraws");
                 self.owners[slot] = Some(user);
                 self.wallets[user].apply(&out.wallet);
@@ -207,11 +250,35 @@ impl World {
                     },
                 };
                 let user = self.owners[slot].unwrap_or(2);
-                let out = withdrawal::decide(
+                let before = self.withdrawals[slot].state.requested.clone();
+                let outcome = withdrawal::decide(
                     (&self.wallets[user].state, &self.withdrawals[slot].state),
                     &command,
                     &ctx(ACTORS[actor]),
-                )?;
+                );
+                let cancel = matches!(command, WithdrawalCommand::Cancel { .. });
+                if ACTORS[actor].is_system() {
+                    assert!(
+                        !matches!(outcome, Err(DomainError::Forbidden(_))),
+                        "the system is the payout worker: got {outcome:?}"
+                    );
+                } else if before.is_some() && !cancel {
+                    assert!(
+                        matches!(outcome, Err(DomainError::Forbidden(_))),
+                        "only the payout worker moves a withdrawal on: got {outcome:?}"
+                    );
+                }
+                let out = outcome?;
+                if !ACTORS[actor].is_system() {
+                    let wd = before.expect("a decided withdrawal exists");
+                    assert!(cancel, "only the payout worker moves a withdrawal on");
+                    assert_eq!(user_index(&ACTORS[actor]), Some(user), "only the owner cancels");
+                    assert_eq!(
+                        wd.status,
+                        WithdrawalStatus::Pending,
+                        "the owner cancels a pending one only"
+                    );
+                }
                 self.wallets[user].apply(&out.wallet);
                 self.withdrawals[slot].apply(&out.withdrawal);
             }

@@ -307,8 +307,9 @@ pub fn decide(
         return Err(DomainError::Forbidden("admins-have-no-wallet"));
     }
     let (WalletCommand::Open { wallet_id, .. } | WalletCommand::Deposit { wallet_id, .. }) = command;
-    // The stream addressed must be the actor's own wallet, even before it exists.
-    if *wallet_id != WalletId::for_user(ctx.actor.id) {
+    // The stream addressed must be the actor's own wallet, even before it exists; the system
+    // actor (the nil user) owns none.
+    if ctx.actor.is_system() || *wallet_id != WalletId::for_user(ctx.actor.id) {
         return Err(DomainError::Forbidden("not-the-wallet-owner"));
     }
     if wallet.opened.as_ref().is_some_and(|w| w.id != *wallet_id) {
@@ -442,6 +443,23 @@ pub(crate) mod tests {
         given::<Wallet>([])
             .when(|w| decide(w, &deposit(CLIENT_ID, usd(100)), &ctx(ADMIN)))
             .then_err(DomainError::Forbidden("admins-have-no-wallet"));
+    }
+
+    #[test]
+    fn the_system_has_no_wallet() {
+        // Its id is the nil user: the stream that would be "its" wallet is nobody's.
+        for command in [
+            open(SYSTEM.id),
+            deposit(SYSTEM.id, usd(100)),
+            deposit(CLIENT_ID, usd(100)),
+        ] {
+            given::<Wallet>([])
+                .when(|w| decide(w, &command, &ctx(SYSTEM)))
+                .then_err(DomainError::Forbidden("not-the-wallet-owner"));
+        }
+        given::<Wallet>([opened_usd(CLIENT_ID)])
+            .when(|w| decide(w, &deposit(CLIENT_ID, usd(100)), &ctx(SYSTEM)))
+            .then_err(DomainError::Forbidden("not-the-wallet-owner"));
     }
 
     #[test]

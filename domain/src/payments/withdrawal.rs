@@ -4,13 +4,14 @@
 //! first; success takes the reserved funds out, failure or cancellation releases them. Every
 //! decision reads the wallet and may append to it, in the same transaction as the withdrawal.
 //!
-//! The payout worker acts as the platform ([`Role::Admin`]); the owner requests and may cancel a
-//! withdrawal that has not started. The cooldown window (§9) is a rate policy enforced by the API.
+//! The payout worker is the system actor ([`crate::Actor::system`]); the owner requests and may
+//! cancel a withdrawal that has not started. The cooldown window (§9) is a rate policy enforced by
+//! the API.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Aggregate, BoundedContext, Context, DomainError, DomainEvent, Money, Role, Timestamp, UserId, WalletId,
+    Aggregate, BoundedContext, Context, DomainError, DomainEvent, Money, Timestamp, UserId, WalletId,
     WithdrawalId,
     payments::wallet::{self, Wallet, WalletEvent},
 };
@@ -203,7 +204,7 @@ pub fn decide(
     command: &WithdrawalCommand,
     ctx: &Context,
 ) -> Result<WithdrawalEvents, DomainError> {
-    let is_worker = ctx.actor.role == Role::Admin;
+    let is_worker = ctx.actor.is_system();
     if let WithdrawalCommand::Request {
         withdrawal_id,
         amount,

@@ -11,10 +11,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use std::{sync::Arc, time::Duration};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::problem::ApiError;
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, ConfigError};
 
 const ISSUER: &str = "workup";
 
@@ -54,13 +55,14 @@ pub struct AccessToken {
 }
 
 impl TokenKeys {
-    /// Keys from the configured secret.
-    pub fn new(config: &AuthConfig) -> Self {
-        let secret = config.jwt_secret.expose_secret().as_bytes();
-        Self {
+    /// Keys from the configured secret; refuses a missing or weak one outside `WORKUP_ENV=dev`.
+    pub fn new(config: &AuthConfig) -> Result<Self, ConfigError> {
+        let secret = config.signing_secret()?;
+        let secret = secret.expose_secret().as_bytes();
+        Ok(Self {
             inner: Arc::new((EncodingKey::from_secret(secret), DecodingKey::from_secret(secret))),
             ttl: Duration::from_secs(config.jwt_ttl_secs),
-        }
+        })
     }
 
     /// A token for `actor`.
@@ -118,32 +120,64 @@ where
     }
 }
 
-/// Hash a password with argon2id (CPU-heavy: runs on the blocking pool).
-pub async fn hash_password(password: String) -> Result<PasswordHash, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| PasswordHash::from_phc(h.to_string()))
-            .map_err(|e| anyhow::anyhow!("password hashing failed: {e}"))
-    })
-    .await
-    .map_err(|e| ApiError::Unexpected(e.into()))?
-    .map_err(ApiError::Unexpected)
+/// Password hashing and checking with argon2id, at most a fixed number at once: each takes a
+/// core and about 19 MiB for tens of milliseconds, so unbounded concurrent logins could exhaust
+/// the machine. A caller that waits too long for a slot gets a 503 with `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    permits: Arc<Semaphore>,
 }
 
-/// Check a password against its hash (on the blocking pool).
-pub async fn verify_password(password: String, hash: PasswordHash) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        argon2::PasswordHash::new(hash.as_phc())
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .map_err(|e| anyhow::anyhow!("stored password hash is unreadable: {e}"))
-    })
-    .await
-    .map_err(|e| ApiError::Unexpected(e.into()))?
-    .map_err(ApiError::Unexpected)
+/// Longest a request waits for a hashing slot before it is answered 503.
+const HASH_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+impl Passwords {
+    /// At most `concurrency` hashes at once (0: one per core).
+    pub fn new(concurrency: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let permits = if concurrency == 0 { cores } else { concurrency };
+        Self {
+            permits: Arc::new(Semaphore::new(permits)),
+        }
+    }
+
+    /// Hash a password with argon2id (on the blocking pool).
+    pub async fn hash(&self, password: String) -> Result<PasswordHash, ApiError> {
+        self.run(move || {
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| PasswordHash::from_phc(h.to_string()))
+                .map_err(|e| anyhow::anyhow!("password hashing failed: {e}"))
+        })
+        .await
+    }
+
+    /// Check a password against its hash (on the blocking pool).
+    pub async fn verify(&self, password: String, hash: PasswordHash) -> Result<bool, ApiError> {
+        self.run(move || {
+            argon2::PasswordHash::new(hash.as_phc())
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .map_err(|e| anyhow::anyhow!("stored password hash is unreadable: {e}"))
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.permits.acquire())
+            .await
+            .map_err(|_| ApiError::Unavailable("password-hashing-busy"))?
+            .map_err(|e| ApiError::Unexpected(e.into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ApiError::Unexpected(e.into()))?
+            .map_err(ApiError::Unexpected)
+    }
 }

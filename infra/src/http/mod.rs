@@ -3,8 +3,11 @@
 
 pub mod auth;
 pub mod correlation;
+pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
+pub mod limits;
 pub mod openapi;
 pub mod problem;
 

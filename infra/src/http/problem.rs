@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use crate::ledger::{CommandError, LedgerError};
 
+/// `Retry-After` of a 503: long enough for a pool or a restarted database to recover.
+const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(2);
+
 /// Every error an HTTP handler can answer with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -41,6 +44,23 @@ pub enum ApiError {
     /// A dependency is down or the service is not ready.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
+    /// The body is larger than the route accepts (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The content is of a type the route does not accept, judged by the content (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Too many requests from this caller (429, with `Retry-After`).
+    #[error("too many requests: {code}; retry in {}s", retry_after.as_secs().max(1))]
+    RateLimited {
+        /// Stable code, e.g. `too-many-logins`.
+        code: &'static str,
+        /// When a retry may succeed.
+        retry_after: Duration,
+    },
+    /// The same `Idempotency-Key` was sent before with another request (422).
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
     /// Anything else: a bug or an infrastructure failure (500).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -61,13 +81,31 @@ impl From<LedgerError> for ApiError {
             LedgerError::VersionConflict { .. } => Self::VersionConflict,
             LedgerError::ReservationTaken { scope: "email" } => Self::Taken("email-taken"),
             LedgerError::ReservationTaken { .. } => Self::Taken("value-taken"),
+            LedgerError::Database(e) if is_unavailable(&e) => {
+                tracing::warn!(error = %e, "ledger database unavailable");
+                Self::Unavailable("database-unavailable")
+            }
             other => Self::Unexpected(other.into()),
         }
     }
 }
 
+/// Whether a database error means "down or overloaded, retry later" rather than a bug.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+    ) || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"))
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::PayloadTooLarge(rejection.body_text());
+        }
+        if let JsonRejection::JsonDataError(e) = &rejection {
+            return Self::Domain(DomainError::Invalid(vec![field_error(&e.body_text())]));
+        }
         let code = match &rejection {
             JsonRejection::JsonSyntaxError(_) => "malformed-json",
             JsonRejection::JsonDataError(_) => "invalid-body",
@@ -78,6 +116,28 @@ impl From<JsonRejection> for ApiError {
             code,
             detail: rejection.body_text(),
         }
+    }
+}
+
+/// The field a JSON data error is about, from the path serde reports (`budget.minor: invalid
+/// type ...`, or `missing field `title`` at the root).
+fn field_error(text: &str) -> FieldError {
+    let text = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(text);
+    let message = text.split(" at line ").next().unwrap_or(text);
+    let (path, message) = match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (path, rest),
+        _ => (".", message),
+    };
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'));
+    match (path, missing) {
+        (".", Some(field)) => FieldError::new(field, "required"),
+        (path, Some(field)) => FieldError::new(format!("{path}.{field}"), "required"),
+        (".", None) => FieldError::new("body", message),
+        (path, None) => FieldError::new(path, message),
     }
 }
 
@@ -138,7 +198,28 @@ impl ApiError {
             ),
             Self::Taken(code) => (StatusCode::CONFLICT, code, "Conflict"),
             Self::Unavailable(code) => (StatusCode::SERVICE_UNAVAILABLE, code, "Service unavailable"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::RateLimited { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code, "Too many requests"),
+            Self::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+            ),
             Self::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    /// When a retry may succeed, for the answers that say so (429, 503).
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER),
+            _ => None,
         }
     }
 }
@@ -146,6 +227,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title) = self.classify();
+        let retry_after = self.retry_after();
         let detail = match &self {
             Self::Unexpected(error) => {
                 tracing::error!(error.message = %error, error.cause_chain = ?error, "request failed");
@@ -157,7 +239,7 @@ impl IntoResponse for ApiError {
             Self::Domain(DomainError::Invalid(fields)) => fields,
             _ => Vec::new(),
         };
-        problem_response(status, code, title, detail, errors, None)
+        problem_response(status, code, title, detail, errors, retry_after)
     }
 }
 
@@ -188,4 +270,27 @@ pub fn problem_response(
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_error;
+
+    #[test]
+    fn a_json_data_error_names_its_field() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        for (text, field, message) in [
+            ("missing field `title` at line 1 column 2", "title", "required"),
+            ("budget: missing field `currency` at line 1 column 20", "budget.currency", "required"),
+            (
+                "milestones[0].amount.minor: invalid type: string \"x\", expected i64 at line 1 column 9",
+                "milestones[0].amount.minor",
+                "invalid type: string \"x\", expected i64",
+            ),
+            ("invalid type: integer `1`, expected a map at line 1 column 1", "body", "invalid type: integer `1`, expected a map"),
+        ] {
+            let e = field_error(&format!("{prefix}{text}"));
+            assert_eq!((e.field.as_str(), e.message.as_str()), (field, message), "{text}");
+        }
+    }
 }

@@ -168,6 +168,30 @@ impl Appended {
 }
 
 impl Ledger {
+    /// The result of command `command_id` if it was already executed (checked before loading and
+    /// deciding; a concurrent first execution is caught again inside the append).
+    pub async fn command_result(&self, command_id: Uuid) -> Result<Option<Appended>, LedgerError> {
+        let result: Option<Value> = sqlx::query_scalar(
+            "SELECT result FROM processed_commands WHERE command_id = $1 AND result <> 'null'::jsonb",
+        )
+        .bind(command_id)
+        .fetch_optional(self.pool())
+        .await?;
+        result
+            .map(|r| {
+                serde_json::from_value(r).map(|first: Appended| Appended {
+                    replayed: true,
+                    ..first
+                })
+            })
+            .transpose()
+            .map_err(|source| LedgerError::Codec {
+                event_type: "result".into(),
+                schema_version: 1,
+                source,
+            })
+    }
+
     /// Append atomically: every stream at its expected version, or nothing at all.
     #[tracing::instrument(skip_all, fields(command_id = %request.metadata.command_id, streams = request.streams.len()))]
     pub async fn append(&self, mut request: AppendRequest) -> Result<Appended, LedgerError> {

@@ -4,7 +4,8 @@
 //! - [`load`]: reading and folding streams.
 //! - [`outbox`]: the rows the relay publishes to Kafka.
 //! - [`upcast`]: lifting old event schema versions on read.
-//! - [`execute`]: load → decide → append, the one command path (handlers and sagas).
+//! - [`execute`]: the one command path (handlers and sagas): command id check → load → decide
+//!   → append, over one stream or several ([`UnitOfWork`]).
 
 pub mod append;
 pub mod execute;
@@ -22,7 +23,7 @@ use crate::config::PostgresConfig;
 pub use append::{
     AppendRequest, Appended, ExpectedVersion, NewEvent, Reservation, StreamVersion, StreamWrite,
 };
-pub use execute::CommandError;
+pub use execute::{CommandError, UnitOfWork};
 pub use load::Loaded;
 pub use upcast::Upcasters;
 
@@ -54,6 +55,12 @@ pub enum LedgerError {
         /// The serde error.
         #[source]
         source: serde_json::Error,
+    },
+    /// A unit of work wrote to a stream it had not loaded (a bug in the caller).
+    #[error("stream {stream_id} was written without being loaded first")]
+    NotLoaded {
+        /// The stream.
+        stream_id: Uuid,
     },
     /// The database failed.
     #[error("ledger database error")]

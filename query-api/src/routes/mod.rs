@@ -1,6 +1,7 @@
 //! The query routes, one module per context, merged under `/api/v1`.
 
 pub mod jobs;
+pub mod media;
 pub mod users;
 
 use axum::Router;
@@ -21,7 +22,7 @@ use crate::state::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "WorkUp query-api", description = "Reads over the projected read models."),
-    paths(users::get_user, jobs::get_job),
+    paths(users::get_own_profile, users::get_user, jobs::get_job, media::describe, media::list_group, media::get_file),
     components(schemas(Problem, openapi::FieldErrorSchema, openapi::MoneySchema)),
     modifiers(&BearerAuth)
 )]
@@ -41,6 +42,7 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
     let api = Router::new()
         .merge(users::router())
         .merge(jobs::router())
+        .merge(media::router())
         .with_state(state);
     with_common_layers(
         Router::new()

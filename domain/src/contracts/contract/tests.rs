@@ -118,22 +118,26 @@ fn run(
     given::<Contract>(events).when(move |c| decide(c, &command, &ctx(actor)))
 }
 
+/// Every user a token can carry: none of them may send a saga's command.
+pub const USERS: [Actor; 5] = [CLIENT, FREELANCER, OTHER_CLIENT, OTHER_FREELANCER, ADMIN];
+
 #[test]
-fn the_saga_initiates_a_contract_for_the_client() {
-    run(vec![], CLIENT, initiate(2)).then([initiated(2)]);
-    run(vec![], ADMIN, initiate(2)).then([initiated(2)]);
+fn the_saga_initiates_a_contract_as_the_system() {
+    run(vec![], SYSTEM, initiate(2)).then([initiated(2)]);
 }
 
 #[test]
-fn only_the_client_initiates_a_contract() {
-    for actor in [FREELANCER, OTHER_CLIENT] {
-        run(vec![], actor, initiate(2)).then_err(DomainError::Forbidden("not-the-client"));
+fn only_the_system_initiates_a_contract() {
+    for actor in USERS {
+        run(vec![], actor, initiate(2)).then_err(DomainError::Forbidden("system-only"));
+        // Not even as a replay of the saga's own command.
+        run(vec![initiated(2)], actor, initiate(2)).then_err(DomainError::Forbidden("system-only"));
     }
 }
 
 #[test]
 fn a_replayed_initiation_changes_nothing() {
-    run(vec![initiated(2)], CLIENT, initiate(2)).then([]);
+    run(vec![initiated(2)], SYSTEM, initiate(2)).then([]);
 }
 
 #[test]
@@ -147,7 +151,7 @@ fn a_contract_is_initiated_from_one_proposal_only() {
         freelancer_id: FREELANCER_ID,
         milestones: milestones(other, 1),
     };
-    run(vec![initiated(2)], CLIENT, command).then_err(DomainError::Conflict("contract-already-initiated"));
+    run(vec![initiated(2)], SYSTEM, command).then_err(DomainError::Conflict("contract-already-initiated"));
 }
 
 #[test]
@@ -161,7 +165,7 @@ fn an_initiation_needs_a_derived_id_milestones_and_two_parties() {
         milestones: vec![],
     };
     given::<Contract>([])
-        .when(|c| decide(c, &command, &ctx(CLIENT)))
+        .when(|c| decide(c, &command, &ctx(SYSTEM)))
         .then_invalid(&["contract_id", "milestones", "freelancer_id"]);
 }
 
@@ -177,7 +181,7 @@ fn the_freelancer_submits_a_milestone_in_progress() {
 
 #[test]
 fn only_the_freelancer_progresses_a_milestone() {
-    for actor in [CLIENT, OTHER_FREELANCER, ADMIN] {
+    for actor in [CLIENT, OTHER_FREELANCER, ADMIN, SYSTEM] {
         run(vec![initiated(2)], actor, progress(0)).then_err(DomainError::Forbidden("not-the-freelancer"));
     }
 }
@@ -202,7 +206,7 @@ fn an_unknown_milestone_is_not_found() {
 fn commands_on_a_missing_contract_are_not_found() {
     run(vec![], FREELANCER, progress(0)).then_err(DomainError::NotFound("contract"));
     run(vec![], CLIENT, evaluate(0, Verdict::Accepted)).then_err(DomainError::NotFound("contract"));
-    run(vec![], CLIENT, mark_paid(0)).then_err(DomainError::NotFound("contract"));
+    run(vec![], SYSTEM, mark_paid(0)).then_err(DomainError::NotFound("contract"));
 }
 
 #[test]
@@ -231,7 +235,7 @@ fn the_client_asks_for_changes_to_a_milestone_in_review() {
 
 #[test]
 fn only_the_client_evaluates_a_milestone() {
-    for actor in [FREELANCER, OTHER_CLIENT, ADMIN] {
+    for actor in [FREELANCER, OTHER_CLIENT, ADMIN, SYSTEM] {
         run(
             vec![initiated(1), started(0), submitted(0)],
             actor,
@@ -253,7 +257,7 @@ fn only_a_milestone_in_review_is_evaluated() {
 fn a_payment_marks_an_accepted_milestone_paid() {
     run(
         vec![initiated(2), started(0), submitted(0), accepted(0)],
-        CLIENT,
+        SYSTEM,
         mark_paid(0),
     )
     .then([paid(0)]);
@@ -271,19 +275,25 @@ fn the_contract_completes_when_the_last_milestone_is_paid() {
         submitted(1),
         accepted(1),
     ];
-    run(history, CLIENT, mark_paid(1)).then([paid(1), completed()]);
+    run(history, SYSTEM, mark_paid(1)).then([paid(1), completed()]);
 }
 
 #[test]
 fn only_a_payment_marks_a_milestone_paid() {
-    run(vec![initiated(1), started(0), submitted(0)], CLIENT, mark_paid(0))
+    run(vec![initiated(1), started(0), submitted(0)], SYSTEM, mark_paid(0))
         .then_err(DomainError::Conflict("milestone-not-accepted"));
-    run(
-        vec![initiated(1), started(0), submitted(0), accepted(0)],
-        FREELANCER,
-        mark_paid(0),
-    )
-    .then_err(DomainError::Forbidden("not-the-client"));
+}
+
+#[test]
+fn only_the_system_marks_a_milestone_paid() {
+    for actor in USERS {
+        run(
+            vec![initiated(1), started(0), submitted(0), accepted(0)],
+            actor,
+            mark_paid(0),
+        )
+        .then_err(DomainError::Forbidden("system-only"));
+    }
 }
 
 #[test]
@@ -296,7 +306,8 @@ fn a_replayed_payment_changes_nothing() {
         paid(0),
         completed(),
     ];
-    run(history, CLIENT, mark_paid(0)).then([]);
+    run(history.clone(), SYSTEM, mark_paid(0)).then([]);
+    run(history, CLIENT, mark_paid(0)).then_err(DomainError::Forbidden("system-only"));
 }
 
 #[test]
@@ -319,7 +330,7 @@ fn nothing_changes_on_a_terminated_contract() {
     run(history.clone(), FREELANCER, progress(1)).then_err(DomainError::Conflict("contract-closed"));
     run(history.clone(), CLIENT, evaluate(0, Verdict::Accepted))
         .then_err(DomainError::Conflict("contract-closed"));
-    run(history, CLIENT, mark_paid(0)).then_err(DomainError::Conflict("contract-closed"));
+    run(history, SYSTEM, mark_paid(0)).then_err(DomainError::Conflict("contract-closed"));
 }
 
 #[test]

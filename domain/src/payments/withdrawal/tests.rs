@@ -84,7 +84,7 @@ fn requesting_a_withdrawal_reserves_the_funds_first() {
 
 #[test]
 fn only_the_owner_withdraws_from_a_wallet() {
-    for actor in [CLIENT, OTHER_FREELANCER, ADMIN] {
+    for actor in [CLIENT, OTHER_FREELANCER, ADMIN, SYSTEM] {
         run(
             (wallet_with(FREELANCER_ID, 1_000), Withdrawal::default()),
             actor,
@@ -145,7 +145,7 @@ fn a_withdrawal_is_requested_once() {
 
 #[test]
 fn the_worker_starts_a_pending_withdrawal() {
-    run(state(&[]), ADMIN, WithdrawalCommand::Start).then(WithdrawalEvents {
+    run(state(&[]), SYSTEM, WithdrawalCommand::Start).then(WithdrawalEvents {
         wallet: vec![],
         withdrawal: vec![started()],
     });
@@ -153,7 +153,7 @@ fn the_worker_starts_a_pending_withdrawal() {
 
 #[test]
 fn a_redelivered_start_changes_nothing() {
-    run(state(&[started()]), ADMIN, WithdrawalCommand::Start).then(WithdrawalEvents::default());
+    run(state(&[started()]), SYSTEM, WithdrawalCommand::Start).then(WithdrawalEvents::default());
 }
 
 #[test]
@@ -173,10 +173,27 @@ fn only_the_worker_moves_a_withdrawal_on() {
 }
 
 #[test]
+fn an_admin_is_not_the_payout_worker() {
+    run(state(&[]), ADMIN, WithdrawalCommand::Start).then_err(DomainError::Forbidden("not-the-wallet-owner"));
+    for command in [
+        WithdrawalCommand::Start,
+        WithdrawalCommand::Succeed {
+            provider_reference: "p".into(),
+        },
+        WithdrawalCommand::Fail { reason: "x".into() },
+        WithdrawalCommand::Cancel {
+            reason: "timeout".into(),
+        },
+    ] {
+        run(state(&[started()]), ADMIN, command).then_err(DomainError::Forbidden("not-the-wallet-owner"));
+    }
+}
+
+#[test]
 fn a_succeeded_withdrawal_takes_the_reserved_funds_out() {
     run(
         state(&[started()]),
-        ADMIN,
+        SYSTEM,
         WithdrawalCommand::Succeed {
             provider_reference: "po_1".into(),
         },
@@ -202,7 +219,7 @@ fn a_succeeded_withdrawal_takes_the_reserved_funds_out() {
 fn a_pending_withdrawal_cannot_succeed() {
     run(
         state(&[]),
-        ADMIN,
+        SYSTEM,
         WithdrawalCommand::Succeed {
             provider_reference: "p".into(),
         },
@@ -219,7 +236,7 @@ fn a_withdrawal_completes_exactly_once() {
     };
     run(
         state(&[started(), done.clone()]),
-        ADMIN,
+        SYSTEM,
         WithdrawalCommand::Succeed {
             provider_reference: "p".into(),
         },
@@ -230,7 +247,7 @@ fn a_withdrawal_completes_exactly_once() {
         WithdrawalCommand::Cancel { reason: "x".into() },
         WithdrawalCommand::Start,
     ] {
-        run(state(&[started(), done.clone()]), ADMIN, command)
+        run(state(&[started(), done.clone()]), SYSTEM, command)
             .then_err(DomainError::Conflict("withdrawal-finished"));
     }
 }
@@ -239,7 +256,7 @@ fn a_withdrawal_completes_exactly_once() {
 fn a_failed_withdrawal_releases_the_reservation() {
     run(
         state(&[started()]),
-        ADMIN,
+        SYSTEM,
         WithdrawalCommand::Fail {
             reason: "refused".into(),
         },
@@ -283,7 +300,7 @@ fn the_owner_cannot_cancel_a_processing_withdrawal_but_a_timeout_can() {
     .then_err(DomainError::Conflict("withdrawal-processing"));
     let outcome = run(
         state(&[started()]),
-        ADMIN,
+        SYSTEM,
         WithdrawalCommand::Cancel {
             reason: "timeout".into(),
         },
@@ -296,7 +313,7 @@ fn the_owner_cannot_cancel_a_processing_withdrawal_but_a_timeout_can() {
 fn acting_on_a_missing_withdrawal_is_not_found() {
     run(
         (wallet_with(FREELANCER_ID, 1), Withdrawal::default()),
-        ADMIN,
+        SYSTEM,
         WithdrawalCommand::Start,
     )
     .then_err(DomainError::NotFound("withdrawal"));
@@ -307,7 +324,7 @@ fn the_wallet_must_be_the_withdrawal_s() {
     let (_, withdrawal) = state(&[started()]);
     run(
         (wallet_with(CLIENT_ID, 1_000), withdrawal),
-        ADMIN,
+        SYSTEM,
         WithdrawalCommand::Start,
     )
     .then_err(DomainError::Conflict("wallet-mismatch"));

@@ -1,0 +1,189 @@
+//! A marketplace to test writes in: two clients, two freelancers, and helpers that build jobs,
+//! proposals, contracts and payment requests. Contracts and payment requests are made the way the
+//! sagas make them: through the ledger's command path as the system actor (no HTTP route exists).
+
+use anyhow::Context as _;
+use chrono::{Days, Utc};
+use domain::{
+    Actor, Context, ContractId, MilestoneId, PaymentRequestId, ProposalId, Timestamp,
+    contracts::{self, Contract, ContractCommand},
+    jobs::Proposal,
+    payments::{PaymentRequest, PaymentRequestCommand, payment_request},
+};
+use infra::ledger::{EventMetadata, Ledger};
+use reqwest::{Method, Response, StatusCode};
+use scenarios::harness::{Platform, expect};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A signed-up user.
+pub struct User {
+    /// Its access token.
+    pub token: String,
+}
+
+/// The platform with four users and the ledger, for the system steps.
+pub struct World {
+    pub platform: Platform,
+    pub ledger: Ledger,
+    pub client: User,
+    pub other_client: User,
+    pub freelancer: User,
+    pub other_freelancer: User,
+}
+
+/// Milestone due dates in the future.
+pub fn due(days: u64) -> String {
+    (Utc::now().date_naive() + Days::new(days)).to_string()
+}
+
+/// Terms of a proposal with `n` milestones of 10,000 USD cents each.
+pub fn terms(n: usize) -> Value {
+    let milestones: Vec<Value> = (0..n)
+        .map(|i| json!({"title": format!("part {i}"), "amount": {"minor": 10_000, "currency": "USD"}, "due_on": due(10 + i as u64)}))
+        .collect();
+    json!({"cover_letter": "I have done this before.", "milestones": milestones})
+}
+
+impl World {
+    pub async fn new() -> anyhow::Result<Self> {
+        let platform = Platform::start().await?;
+        let ledger = platform.env.ledger().await?;
+        let tag = Uuid::new_v4().simple().to_string();
+        let user = |role: &'static str, name: &'static str| {
+            let email = format!("{name}-{tag}@example.com");
+            let platform = &platform;
+            async move {
+                let (_, token) = platform.signed_up(role, &email, name).await?;
+                anyhow::Ok(User { token })
+            }
+        };
+        let client = user("clients", "ada").await?;
+        let other_client = user("clients", "bob").await?;
+        let freelancer = user("freelancers", "fay").await?;
+        let other_freelancer = user("freelancers", "gus").await?;
+        Ok(Self {
+            platform,
+            ledger,
+            client,
+            other_client,
+            freelancer,
+            other_freelancer,
+        })
+    }
+
+    /// Send a write; the raw answer.
+    pub async fn send(&self, method: Method, path: &str, user: Option<&User>, body: Option<&Value>) -> anyhow::Result<Response> {
+        self.platform
+            .call(method, path, user.map(|u| u.token.as_str()), body)
+            .await
+    }
+
+    /// Send a write that must answer `status`; its `id`.
+    pub async fn ok(&self, method: Method, path: &str, user: &User, body: Option<&Value>, status: StatusCode) -> anyhow::Result<String> {
+        let answer: Value = expect(self.send(method, path, Some(user), body).await?, status).await?;
+        Ok(answer["id"].as_str().context("no id")?.to_owned())
+    }
+
+    /// A job posted by `owner`.
+    pub async fn job(&self, owner: &User) -> anyhow::Result<String> {
+        let body = json!({"title": "Build a loom", "description": "Jacquard style", "budget": {"minor": 50_000, "currency": "USD"}, "skills": ["weaving"]});
+        self.ok(Method::POST, "/api/v1/jobs", owner, Some(&body), StatusCode::CREATED).await
+    }
+
+    /// A proposal with `milestones` milestones by `author` to `job`.
+    pub async fn proposal(&self, job: &str, author: &User, milestones: usize) -> anyhow::Result<String> {
+        self.ok(Method::POST, &format!("/api/v1/jobs/{job}/proposals"), author, Some(&terms(milestones)), StatusCode::CREATED)
+            .await
+    }
+
+    /// Accept `proposal` over HTTP, then initiate its contract as the contract saga does. The
+    /// contract's id and its milestones' ids.
+    pub async fn contract(&self, job: &str, proposal: &str) -> anyhow::Result<(String, Vec<String>)> {
+        self.ok(
+            Method::POST,
+            &format!("/api/v1/jobs/{job}/proposals/{proposal}/accept"),
+            &self.client,
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+        let proposal_id: ProposalId = proposal.parse()?;
+        let accepted = self.ledger.load::<Proposal>(proposal_id.as_uuid()).await?.state;
+        let p = accepted.submitted.context("proposal not in the ledger")?;
+        let contract_id = ContractId::for_proposal(proposal_id);
+        let command = ContractCommand::Initiate {
+            contract_id,
+            proposal_id,
+            job_id: p.job_id,
+            client_id: p.client_id,
+            freelancer_id: p.freelancer_id,
+            milestones: p.milestones.clone(),
+        };
+        self.ledger
+            .execute::<Contract>(contract_id.as_uuid(), system_metadata(), |c| {
+                contracts::contract::decide(c, &command, &system())
+            })
+            .await?;
+        let milestones = p.milestones.iter().map(|m| m.milestone_id.to_string()).collect();
+        Ok((contract_id.to_string(), milestones))
+    }
+
+    /// Work `milestone` to acceptance over HTTP, then create its payment request as the payment
+    /// saga does. The request's id.
+    pub async fn payment_request(&self, contract: &str, milestone: &str) -> anyhow::Result<String> {
+        let base = format!("/api/v1/contracts/{contract}/milestones/{milestone}");
+        for _ in 0..2 {
+            self.ok(Method::POST, &format!("{base}/progress"), &self.freelancer, None, StatusCode::OK)
+                .await?;
+        }
+        let accepted = json!({"verdict": "accepted"});
+        self.ok(Method::POST, &format!("{base}/evaluate"), &self.client, Some(&accepted), StatusCode::OK)
+            .await?;
+        self.create_payment_request(contract, milestone).await
+    }
+
+    /// Create the payment request of an accepted milestone as the payment saga does.
+    pub async fn create_payment_request(&self, contract: &str, milestone: &str) -> anyhow::Result<String> {
+        let contract_id: ContractId = contract.parse()?;
+        let milestone_id: MilestoneId = milestone.parse()?;
+        let c = self.ledger.load::<Contract>(contract_id.as_uuid()).await?.state;
+        let c = c.initiated.context("no contract")?;
+        let m = c.milestone(milestone_id)?;
+        let request_id = PaymentRequestId::for_milestone(milestone_id);
+        let command = PaymentRequestCommand::Create {
+            payment_request_id: request_id,
+            contract_id,
+            milestone_id,
+            client_id: c.client_id,
+            freelancer_id: c.freelancer_id,
+            amount: m.amount,
+            due_at: Timestamp::from_datetime(Utc::now() + chrono::Duration::days(14)),
+        };
+        self.ledger
+            .execute::<PaymentRequest>(request_id.as_uuid(), system_metadata(), |r| {
+                payment_request::decide(r, &command, &system())
+            })
+            .await?;
+        Ok(request_id.to_string())
+    }
+
+    /// Deposit `minor` USD cents into `user`'s wallet.
+    pub async fn deposit(&self, user: &User, minor: i64) -> anyhow::Result<()> {
+        let body = json!({"amount": {"minor": minor, "currency": "USD"}});
+        self.ok(Method::POST, "/api/v1/payments/wallet/deposits", user, Some(&body), StatusCode::OK)
+            .await?;
+        Ok(())
+    }
+}
+
+fn system() -> Context {
+    Context {
+        actor: Actor::system(),
+        now: Timestamp::from_datetime(Utc::now()),
+    }
+}
+
+fn system_metadata() -> EventMetadata {
+    EventMetadata::new(Uuid::now_v7(), None, Utc::now())
+}
