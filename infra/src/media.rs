@@ -583,7 +583,7 @@ mod tests {
             format!("{}.png", "a".repeat(63)),
             format!("{hash}.gif"),
             format!("{hash}.PNG"),
-            format!("{hash}"),
+            hash.clone(),
             format!("{hash}.pdf"), // a resume's type is not a photo
             ".tmp-abc".to_owned(),
             String::new(),

@@ -40,6 +40,7 @@ async fn docs_page_renders_swagger_ui_in_headless_chromium() -> anyhow::Result<(
     tokio::fs::create_dir_all(&screenshots)
         .await
         .with_context(|| format!("creating {}", screenshots.display()))?;
+    let screenshots = tokio::fs::canonicalize(&screenshots).await?;
 
     let pages = [
         Page {
@@ -95,30 +96,42 @@ async fn check_page(platform: &Platform, page: &Page<'_>, screenshots: &Path) ->
         "{service}: Swagger UI could not load /openapi.json; DOM:\n{dom}"
     );
 
-    // A screenshot, for a human to look at.
+    // A screenshot, for a human to look at. Chromium writes it under a name of its own, moved
+    // into place once checked, so that concurrent runs never see each other's partial files.
     let screenshot = screenshots.join(format!("{service}-docs.png"));
-    match tokio::fs::remove_file(&screenshot).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing {}", screenshot.display()));
-        }
-        _ => {}
+    let partial = screenshots.join(format!(".{service}-docs.{}.png", uuid::Uuid::new_v4()));
+    let checked = async {
+        chromium(&[
+            &format!("--screenshot={}", partial.display()),
+            "--window-size=1280,2000",
+            &url,
+        ])
+        .await?;
+        let png = tokio::fs::read(&partial)
+            .await
+            .with_context(|| format!("Chromium wrote no screenshot {}", partial.display()))?;
+        ensure!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "the screenshot is not a PNG"
+        );
+        let size = png.len() as u64;
+        ensure!(
+            size > MIN_SCREENSHOT_BYTES,
+            "the screenshot is only {size} bytes: a rendered page is over {MIN_SCREENSHOT_BYTES}"
+        );
+        Ok(size)
     }
-    let screenshot_arg = format!("--screenshot={}", screenshot.display());
-    chromium(&[&screenshot_arg, "--window-size=1280,2000", &url]).await?;
-    let png = tokio::fs::read(&screenshot)
+    .await;
+    let size = match checked {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e.context(format!("{service}: screenshot of {url}")));
+        }
+    };
+    tokio::fs::rename(&partial, &screenshot)
         .await
-        .with_context(|| format!("{service}: Chromium wrote no {}", screenshot.display()))?;
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{service}: {} is not a PNG",
-        screenshot.display()
-    );
-    let size = png.len() as u64;
-    assert!(
-        size > MIN_SCREENSHOT_BYTES,
-        "{service}: {} is only {size} bytes: the page did not render",
-        screenshot.display()
-    );
+        .with_context(|| format!("moving the screenshot to {}", screenshot.display()))?;
     println!("{service}: screenshot {} ({size} bytes)", screenshot.display());
     Ok(())
 }
