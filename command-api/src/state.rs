@@ -77,8 +77,16 @@ impl Command {
 
     /// The command of a new user registering in `role`: it acts as itself, under an id from
     /// [`Command::new_id`].
-    pub fn registration(role: Role, correlation: CorrelationId, idempotent: Option<IdempotentCommand>) -> Self {
-        let mut command = Self::new(Actor::new(UserId::from_uuid(Uuid::nil()), role), correlation, idempotent);
+    pub fn registration(
+        role: Role,
+        correlation: CorrelationId,
+        idempotent: Option<IdempotentCommand>,
+    ) -> Self {
+        let mut command = Self::new(
+            Actor::new(UserId::from_uuid(Uuid::nil()), role),
+            correlation,
+            idempotent,
+        );
         let user_id = UserId::from_uuid(command.new_id("user"));
         command.ctx.actor = Actor::new(user_id, role);
         command.metadata.actor_id = Some(user_id.as_uuid());

@@ -290,7 +290,12 @@ pub struct AuthConfig {
     pub environment: Environment,
     /// HMAC key that signs and checks access tokens (HS256), at least 32 bytes. Required
     /// unless `WORKUP_ENV=dev`.
-    #[arg(id = "jwt-secret", long = "jwt-secret", env = "WORKUP_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        id = "jwt-secret",
+        long = "jwt-secret",
+        env = "WORKUP_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<SecretString>,
     /// Lifetime of an access token, in seconds.
     #[arg(
@@ -334,7 +339,9 @@ impl AuthConfig {
         let dev = self.environment == Environment::Dev;
         match &self.jwt_secret {
             Some(secret) if secret.expose_secret().len() >= MIN_JWT_SECRET_BYTES => Ok(secret.clone()),
-            Some(secret) if !dev && secret.expose_secret().is_empty() => Err(ConfigError::WeakJwtSecret("empty")),
+            Some(secret) if !dev && secret.expose_secret().is_empty() => {
+                Err(ConfigError::WeakJwtSecret("empty"))
+            }
             Some(_) if !dev => Err(ConfigError::WeakJwtSecret("shorter")),
             None if !dev => Err(ConfigError::WeakJwtSecret("unset")),
             Some(secret) if !secret.expose_secret().is_empty() => Ok(secret.clone()),
@@ -403,7 +410,11 @@ mod tests {
             );
         }
         let long = "x".repeat(MIN_JWT_SECRET_BYTES);
-        assert!(auth(Environment::Production, Some(&long)).signing_secret().is_ok());
+        assert!(
+            auth(Environment::Production, Some(&long))
+                .signing_secret()
+                .is_ok()
+        );
     }
 
     #[test]

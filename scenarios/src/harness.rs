@@ -108,7 +108,8 @@ impl Platform {
     pub async fn signed_up(&self, role: &str, email: &str, name: &str) -> anyhow::Result<(String, String)> {
         let body = serde_json::json!({"email": email, "password": "correct horse battery", "name": name});
         let created: Value = expect(
-            self.post(&format!("/api/v1/users/{role}/register"), None, &body).await?,
+            self.post(&format!("/api/v1/users/{role}/register"), None, &body)
+                .await?,
             StatusCode::CREATED,
         )
         .await?;

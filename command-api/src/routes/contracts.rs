@@ -4,7 +4,9 @@
 use axum::{Router, extract::State, response::Response, routing::post};
 use domain::{
     ContractId, DomainError, MilestoneId, TerminationRequestId,
-    contracts::{self, Contract, ContractCommand, TerminationCommand, TerminationRequest, Verdict, termination},
+    contracts::{
+        self, Contract, ContractCommand, TerminationCommand, TerminationRequest, Verdict, termination,
+    },
 };
 use infra::http::{
     ApiError,
@@ -19,8 +21,14 @@ use crate::state::{AppState, Command};
 /// Routes of the contracts context.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/contracts/{id}/milestones/{milestone_id}/progress", post(progress_milestone))
-        .route("/contracts/{id}/milestones/{milestone_id}/evaluate", post(evaluate_milestone))
+        .route(
+            "/contracts/{id}/milestones/{milestone_id}/progress",
+            post(progress_milestone),
+        )
+        .route(
+            "/contracts/{id}/milestones/{milestone_id}/evaluate",
+            post(evaluate_milestone),
+        )
         .route("/contracts/{id}/terminations", post(request_termination))
         .route("/terminations/{id}/accept", post(accept_termination))
         .route("/terminations/{id}/reject", post(reject_termination))

@@ -11,8 +11,8 @@ use chrono::NaiveDate;
 use domain::{
     Currency, DomainError, FieldError, JobId, Money, ProposalId,
     jobs::{
-        self, AcceptProposal, Job, JobCommand, JobDraft, MilestoneTerms, Proposal, ProposalCommand, ProposalTerms,
-        SubmitProposal, accept_proposal, proposal, submit_proposal,
+        self, AcceptProposal, Job, JobCommand, JobDraft, MilestoneTerms, Proposal, ProposalCommand,
+        ProposalTerms, SubmitProposal, accept_proposal, proposal, submit_proposal,
     },
 };
 use infra::http::{
@@ -168,14 +168,25 @@ pub async fn update_job(
     params(("id" = Uuid, Path, description = "job id"), IdempotencyKeyHeader),
     responses((status = 200, body = Written), WriteProblems))]
 #[tracing::instrument(skip_all, fields(actor = %command.actor().id, %id))]
-pub async fn close_job(State(app): State<AppState>, command: Command, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+pub async fn close_job(
+    State(app): State<AppState>,
+    command: Command,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
     on_job(&app, command, id, JobCommand::Close).await
 }
 
-async fn on_job(app: &AppState, command: Command, id: Uuid, decision: JobCommand) -> Result<Response, ApiError> {
+async fn on_job(
+    app: &AppState,
+    command: Command,
+    id: Uuid,
+    decision: JobCommand,
+) -> Result<Response, ApiError> {
     let appended = app
         .ledger
-        .execute::<Job>(id, command.metadata, |job| jobs::decide(job, &decision, &command.ctx))
+        .execute::<Job>(id, command.metadata, |job| {
+            jobs::decide(job, &decision, &command.ctx)
+        })
         .await?;
     Ok(written(id, &appended))
 }
@@ -285,9 +296,15 @@ pub async fn update_proposal(
     Path(id): Path<Uuid>,
     Json(body): Json<ProposalRequest>,
 ) -> Result<Response, ApiError> {
-    on_proposal(&app, command, id, ProposalCommand::Update {
-        terms: body.try_into()?,
-    }).await
+    on_proposal(
+        &app,
+        command,
+        id,
+        ProposalCommand::Update {
+            terms: body.try_into()?,
+        },
+    )
+    .await
 }
 
 /// Take a pending proposal back (its author only).
@@ -365,7 +382,9 @@ pub async fn accept_proposal(
             for other in accept_proposal::other_proposals(&job, accepted) {
                 others.push(unit.load::<Proposal>(other.as_uuid()).await?);
             }
-            let decision = AcceptProposal { proposal_id: accepted };
+            let decision = AcceptProposal {
+                proposal_id: accepted,
+            };
             let events = accept_proposal::decide((&job, &proposal, &others), &decision, &command.ctx)?;
             unit.write::<Job>(id, &events.job)?;
             unit.write::<Proposal>(proposal_id, &events.accepted)?;

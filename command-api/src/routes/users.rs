@@ -9,7 +9,10 @@ use axum::{
 };
 use domain::{
     Actor, DomainError, EmailAddress, FieldError, ProfileItemId, Role,
-    users::{self, FileRef, PersonName, ProfileItem, ProfileSection, ProfileUpdate, Registration, User, UserCommand},
+    users::{
+        self, FileRef, PersonName, ProfileItem, ProfileSection, ProfileUpdate, Registration, User,
+        UserCommand,
+    },
 };
 use infra::{
     http::{
@@ -39,7 +42,10 @@ pub fn router() -> Router<AppState> {
         .route("/users/me/resume", put(set_resume))
         .route("/users/me", axum::routing::delete(delete_account))
         .route("/users/me/{section}", post(add_item))
-        .route("/users/me/{section}/{item_id}", put(update_item).delete(remove_item))
+        .route(
+            "/users/me/{section}/{item_id}",
+            put(update_item).delete(remove_item),
+        )
 }
 
 /// Login: not a write, so never replayed from an idempotency record (it answers a secret).
@@ -232,7 +238,11 @@ pub async fn login(
         .ok_or_else(invalid)?;
     let user = app.ledger.load::<User>(user_id).await?.state;
     let registered = user.registered.filter(|_| !user.deleted).ok_or_else(invalid)?;
-    if !app.passwords.verify(body.password, registered.password_hash).await? {
+    if !app
+        .passwords
+        .verify(body.password, registered.password_hash)
+        .await?
+    {
         return Err(invalid());
     }
     Ok(Json(app.keys.issue(Actor::new(registered.id, registered.role))?))
@@ -380,7 +390,13 @@ pub async fn remove_item(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct FileLinkRequest {
     /// The link, or null.
-    #[schema(min_length = 1, max_length = 500, pattern = r"^\S+$", nullable = true, required = true)]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^\S+$",
+        nullable = true,
+        required = true
+    )]
     link: Option<String>,
 }
 

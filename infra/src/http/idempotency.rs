@@ -102,7 +102,9 @@ pub async fn idempotency(State(store): State<IdempotencyStore>, request: Request
         return next.run(request).await;
     }
     let key = match key.to_str() {
-        Ok(k) if (1..=MAX_KEY_CHARS).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => k.to_owned(),
+        Ok(k) if (1..=MAX_KEY_CHARS).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            k.to_owned()
+        }
         _ => {
             return ApiError::BadRequest {
                 code: "invalid-idempotency-key",
@@ -121,7 +123,8 @@ pub async fn idempotency(State(store): State<IdempotencyStore>, request: Request
     };
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return ApiError::PayloadTooLarge(format!("bodies are limited to {MAX_BODY_BYTES} bytes")).into_response();
+        return ApiError::PayloadTooLarge(format!("bodies are limited to {MAX_BODY_BYTES} bytes"))
+            .into_response();
     };
     let fingerprint = fingerprint(&parts.method, &parts.uri, &parts.headers, &body);
     match run_once(&store, caller, &key, &fingerprint, parts, body, next).await {
@@ -180,7 +183,11 @@ fn fingerprint(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap, body
     hash.update([0]);
     hash.update(uri.path_and_query().map_or("", |p| p.as_str()));
     hash.update([0]);
-    hash.update(headers.get(header::CONTENT_TYPE).map_or(&b""[..], |v| v.as_bytes()));
+    hash.update(
+        headers
+            .get(header::CONTENT_TYPE)
+            .map_or(&b""[..], |v| v.as_bytes()),
+    );
     hash.update([0]);
     hash.update(body);
     hash.finalize().to_vec()
@@ -224,8 +231,11 @@ async fn claim(
     .await
 }
 
+/// A stored key: fingerprint, and the first answer's status, headers and body once answered.
+type KeyRow = (Vec<u8>, Option<i16>, Option<serde_json::Value>, Option<Vec<u8>>);
+
 async fn seen(pool: &PgPool, caller: Uuid, key: &str, fingerprint: &[u8]) -> Result<Seen, sqlx::Error> {
-    let row: Option<(Vec<u8>, Option<i16>, Option<serde_json::Value>, Option<Vec<u8>>)> = sqlx::query_as(
+    let row: Option<KeyRow> = sqlx::query_as(
         "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE caller = $1 AND key = $2",
     )
     .bind(caller)
@@ -285,14 +295,16 @@ async fn record(pool: &PgPool, caller: Uuid, key: &str, response: Response) -> R
             Some((name.as_str().to_owned(), value.into()))
         })
         .collect();
-    sqlx::query("UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE caller = $1 AND key = $2")
-        .bind(caller)
-        .bind(key)
-        .bind(status.as_u16() as i16)
-        .bind(serde_json::Value::Object(headers))
-        .bind(body.as_ref())
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE caller = $1 AND key = $2",
+    )
+    .bind(caller)
+    .bind(key)
+    .bind(status.as_u16() as i16)
+    .bind(serde_json::Value::Object(headers))
+    .bind(body.as_ref())
+    .execute(pool)
+    .await?;
     Ok(Response::from_parts(parts, Body::from(body)))
 }
 

@@ -51,7 +51,11 @@ impl SignInLimits {
             take(&self.by_address, &ip, "too-many-requests-from-address")?;
         }
         if let Some(email) = email {
-            take(&self.by_email, &email.trim().to_lowercase(), "too-many-attempts-for-email")?;
+            take(
+                &self.by_email,
+                &email.trim().to_lowercase(),
+                "too-many-attempts-for-email",
+            )?;
         }
         Ok(())
     }
@@ -104,7 +108,8 @@ mod tests {
         let here = ClientAddress(Some(IpAddr::from([10, 0, 0, 1])));
         let there = ClientAddress(Some(IpAddr::from([10, 0, 0, 2])));
         assert!(limits.check(here, Some("a@example.com")).is_ok());
-        let Err(ApiError::RateLimited { code, retry_after }) = limits.check(there, Some("A@example.com ")) else {
+        let Err(ApiError::RateLimited { code, retry_after }) = limits.check(there, Some("A@example.com "))
+        else {
             panic!("a second attempt for the same email passed");
         };
         assert_eq!(code, "too-many-attempts-for-email");
@@ -112,7 +117,10 @@ mod tests {
         assert!(limits.check(here, Some("b@example.com")).is_ok());
         assert!(matches!(
             limits.check(here, Some("c@example.com")),
-            Err(ApiError::RateLimited { code: "too-many-requests-from-address", .. })
+            Err(ApiError::RateLimited {
+                code: "too-many-requests-from-address",
+                ..
+            })
         ));
     }
 }

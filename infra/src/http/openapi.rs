@@ -66,7 +66,12 @@ pub fn bounded_string(
 pub struct IdempotencyKeyHeader {
     /// Makes the write safe to retry: the same key and request within 24 h get the first answer
     /// again and change nothing; the same key with another request is a 422.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[!-~]+$"
+    )]
     pub idempotency_key: Option<String>,
 }
 
@@ -74,18 +79,25 @@ pub struct IdempotencyKeyHeader {
 pub struct WriteProblems;
 
 impl utoipa::IntoResponses for WriteProblems {
-    fn responses() -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>> {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         [
             ("400", "invalid input: `errors` names each bad field"),
             ("401", "missing, malformed or expired bearer token"),
             ("403", "not yours, or not your role"),
             ("404", "no such resource"),
-            ("409", "the resource's state does not allow this, or it changed concurrently"),
+            (
+                "409",
+                "the resource's state does not allow this, or it changed concurrently",
+            ),
             ("413", "body too large"),
             ("415", "not application/json"),
             ("422", "Idempotency-Key reused with another request"),
-            ("429", "an earlier request with this Idempotency-Key is still running (Retry-After)"),
+            (
+                "429",
+                "an earlier request with this Idempotency-Key is still running (Retry-After)",
+            ),
             ("503", "database unavailable (Retry-After)"),
         ]
         .into_iter()

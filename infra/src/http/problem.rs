@@ -198,7 +198,11 @@ impl ApiError {
             ),
             Self::Taken(code) => (StatusCode::CONFLICT, code, "Conflict"),
             Self::Unavailable(code) => (StatusCode::SERVICE_UNAVAILABLE, code, "Service unavailable"),
-            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            Self::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
             Self::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -281,13 +285,21 @@ mod tests {
         let prefix = "Failed to deserialize the JSON body into the target type: ";
         for (text, field, message) in [
             ("missing field `title` at line 1 column 2", "title", "required"),
-            ("budget: missing field `currency` at line 1 column 20", "budget.currency", "required"),
+            (
+                "budget: missing field `currency` at line 1 column 20",
+                "budget.currency",
+                "required",
+            ),
             (
                 "milestones[0].amount.minor: invalid type: string \"x\", expected i64 at line 1 column 9",
                 "milestones[0].amount.minor",
                 "invalid type: string \"x\", expected i64",
             ),
-            ("invalid type: integer `1`, expected a map at line 1 column 1", "body", "invalid type: integer `1`, expected a map"),
+            (
+                "invalid type: integer `1`, expected a map at line 1 column 1",
+                "body",
+                "invalid type: integer `1`, expected a map",
+            ),
         ] {
             let e = field_error(&format!("{prefix}{text}"));
             assert_eq!((e.field.as_str(), e.message.as_str()), (field, message), "{text}");

@@ -72,7 +72,10 @@ async fn bad_input_is_a_problem_never_a_500() -> anyhow::Result<()> {
         .post("/api/v1/users/clients/register", None, &json!({"email": 42}))
         .await?;
     let body = problem(wrong_type, StatusCode::BAD_REQUEST, "validation", "wrong type").await;
-    assert_eq!(body["errors"][0]["field"], "email", "the wrong type names its field: {body}");
+    assert_eq!(
+        body["errors"][0]["field"], "email",
+        "the wrong type names its field: {body}"
+    );
 
     let (_, token) = platform
         .signed_up_client("grace@example.com", "Grace Hopper")

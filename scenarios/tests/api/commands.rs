@@ -19,7 +19,10 @@ pub async fn problem(response: Response, status: StatusCode, case: &str) -> Valu
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(actual, status, "{case}: {body}");
     assert_eq!(content_type, "application/problem+json", "{case}: content type");
-    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{case}: {body}");
+    assert!(
+        body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")),
+        "{case}: {body}"
+    );
     body
 }
 
@@ -39,26 +42,55 @@ struct Endpoint<'a> {
 impl Endpoint<'_> {
     async fn check(self, world: &World) -> anyhow::Result<String> {
         let case = format!("{} {}", self.method, self.path);
-        let anonymous = world.send(self.method.clone(), &self.path, None, self.body.as_ref()).await?;
-        let body = problem(anonymous, StatusCode::UNAUTHORIZED, &format!("{case} without a token")).await;
+        let anonymous = world
+            .send(self.method.clone(), &self.path, None, self.body.as_ref())
+            .await?;
+        let body = problem(
+            anonymous,
+            StatusCode::UNAUTHORIZED,
+            &format!("{case} without a token"),
+        )
+        .await;
         assert_eq!(body["type"], "/problems/missing-token", "{case}");
         if let Some((intruder, kind)) = self.intruder {
             let answer = world
-                .send(self.method.clone(), &self.path, Some(intruder), self.body.as_ref())
+                .send(
+                    self.method.clone(),
+                    &self.path,
+                    Some(intruder),
+                    self.body.as_ref(),
+                )
                 .await?;
-            let body = problem(answer, StatusCode::FORBIDDEN, &format!("{case} by the wrong user")).await;
+            let body = problem(
+                answer,
+                StatusCode::FORBIDDEN,
+                &format!("{case} by the wrong user"),
+            )
+            .await;
             assert_eq!(body["type"], format!("/problems/{kind}"), "{case}");
         }
         if let Some((bad, field)) = self.bad {
-            let answer = world.send(self.method.clone(), &self.path, Some(self.owner), Some(&bad)).await?;
-            let body = problem(answer, StatusCode::BAD_REQUEST, &format!("{case} with a bad {field}")).await;
+            let answer = world
+                .send(self.method.clone(), &self.path, Some(self.owner), Some(&bad))
+                .await?;
+            let body = problem(
+                answer,
+                StatusCode::BAD_REQUEST,
+                &format!("{case} with a bad {field}"),
+            )
+            .await;
             let fields: Vec<&str> = body["errors"]
                 .as_array()
                 .map(|errors| errors.iter().filter_map(|e| e["field"].as_str()).collect())
                 .unwrap_or_default();
-            assert!(fields.iter().any(|f| f.starts_with(field)), "{case}: {field} not named in {body}");
+            assert!(
+                fields.iter().any(|f| f.starts_with(field)),
+                "{case}: {field} not named in {body}"
+            );
         }
-        world.ok(self.method, &self.path, self.owner, self.body.as_ref(), self.ok).await
+        world
+            .ok(self.method, &self.path, self.owner, self.body.as_ref(), self.ok)
+            .await
     }
 }
 
@@ -95,8 +127,14 @@ async fn every_write_checks_token_ownership_and_fields() -> anyhow::Result<()> {
     .check(&w)
     .await?;
     for section in ["languages", "education", "experience", "achievements"] {
-        w.ok(post.clone(), &format!("/api/v1/users/me/{section}"), freelancer, Some(&item), StatusCode::CREATED)
-            .await?;
+        w.ok(
+            post.clone(),
+            &format!("/api/v1/users/me/{section}"),
+            freelancer,
+            Some(&item),
+            StatusCode::CREATED,
+        )
+        .await?;
     }
     Endpoint {
         method: put.clone(),
@@ -151,7 +189,10 @@ async fn every_write_checks_token_ownership_and_fields() -> anyhow::Result<()> {
         body: Some(job_body.clone()),
         owner: client,
         intruder: Some((freelancer, "only-clients-post-jobs")),
-        bad: Some((json!({"title": "ab", "description": "d", "budget": {"minor": 1, "currency": "USD"}}), "title")),
+        bad: Some((
+            json!({"title": "ab", "description": "d", "budget": {"minor": 1, "currency": "USD"}}),
+            "title",
+        )),
         ok: StatusCode::CREATED,
     }
     .check(&w)
@@ -186,7 +227,10 @@ async fn every_write_checks_token_ownership_and_fields() -> anyhow::Result<()> {
         body: Some(terms(2)),
         owner: freelancer,
         intruder: Some((other_freelancer, "not-the-proposal-author")),
-        bad: Some((json!({"cover_letter": "", "milestones": terms(1)["milestones"]}), "cover_letter")),
+        bad: Some((
+            json!({"cover_letter": "", "milestones": terms(1)["milestones"]}),
+            "cover_letter",
+        )),
         ok: StatusCode::OK,
     }
     .check(&w)
@@ -319,13 +363,24 @@ async fn every_write_checks_token_ownership_and_fields() -> anyhow::Result<()> {
     .check(&w)
     .await?;
     let paid_twice = w
-        .send(post.clone(), &format!("/api/v1/payments/requests/{request}/pay"), Some(client), None)
+        .send(
+            post.clone(),
+            &format!("/api/v1/payments/requests/{request}/pay"),
+            Some(client),
+            None,
+        )
         .await?;
     problem(paid_twice, StatusCode::CONFLICT, "a request is paid once").await;
 
     // the other party accepts a new termination request: the contract ends
     let second = w
-        .ok(post.clone(), &format!("/api/v1/contracts/{contract}/terminations"), freelancer, Some(&json!({"reason": "Moving on"})), StatusCode::CREATED)
+        .ok(
+            post.clone(),
+            &format!("/api/v1/contracts/{contract}/terminations"),
+            freelancer,
+            Some(&json!({"reason": "Moving on"})),
+            StatusCode::CREATED,
+        )
         .await?;
     Endpoint {
         method: post.clone(),
@@ -339,7 +394,12 @@ async fn every_write_checks_token_ownership_and_fields() -> anyhow::Result<()> {
     .check(&w)
     .await?;
     let after_end = w.send(post.clone(), &progress, Some(freelancer), None).await?;
-    problem(after_end, StatusCode::CONFLICT, "nothing changes on a terminated contract").await;
+    problem(
+        after_end,
+        StatusCode::CONFLICT,
+        "nothing changes on a terminated contract",
+    )
+    .await;
 
     // deleting an account: the email is free again and the account cannot log in
     Endpoint {
@@ -353,8 +413,19 @@ async fn every_write_checks_token_ownership_and_fields() -> anyhow::Result<()> {
     }
     .check(&w)
     .await?;
-    let gone = w.send(post.clone(), "/api/v1/users/me/skills", Some(other_freelancer), Some(&item)).await?;
-    assert!(gone.status().is_client_error(), "a deleted user acts: {}", gone.status());
+    let gone = w
+        .send(
+            post.clone(),
+            "/api/v1/users/me/skills",
+            Some(other_freelancer),
+            Some(&item),
+        )
+        .await?;
+    assert!(
+        gone.status().is_client_error(),
+        "a deleted user acts: {}",
+        gone.status()
+    );
     w.platform.stop().await
 }
 
@@ -363,7 +434,10 @@ async fn a_deleted_account_cannot_log_in_and_frees_its_email() -> anyhow::Result
     let w = World::new().await?;
     let email = format!("del-{}@example.com", uuid::Uuid::new_v4().simple());
     let (_, token) = w.platform.signed_up("freelancers", &email, "Del").await?;
-    let deleted = w.platform.call(Method::DELETE, "/api/v1/users/me", Some(&token), None).await?;
+    let deleted = w
+        .platform
+        .call(Method::DELETE, "/api/v1/users/me", Some(&token), None)
+        .await?;
     assert_eq!(deleted.status(), StatusCode::OK);
     let login = json!({"email": email, "password": "correct horse battery"});
     let refused = w.platform.post("/api/v1/users/login", None, &login).await?;
@@ -379,7 +453,8 @@ async fn saga_only_commands_are_out_of_http_reach() -> anyhow::Result<()> {
     // A token claiming the system role, signed with the real secret, is still refused.
     let secret = w.platform.env.config.auth.signing_secret()?;
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({"sub": uuid::Uuid::nil(), "role": "system", "iat": now, "exp": now + 600, "iss": "workup"});
+    let claims =
+        json!({"sub": uuid::Uuid::nil(), "role": "system", "iat": now, "exp": now + 600, "iss": "workup"});
     let forged = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -395,13 +470,26 @@ async fn saga_only_commands_are_out_of_http_reach() -> anyhow::Result<()> {
     let client = Some(w.client.token.as_str());
     for (method, path) in [
         (Method::POST, "/api/v1/contracts".to_owned()),
-        (Method::POST, format!("/api/v1/contracts/{}/milestones/{}/pay", uuid::Uuid::nil(), uuid::Uuid::nil())),
+        (
+            Method::POST,
+            format!(
+                "/api/v1/contracts/{}/milestones/{}/pay",
+                uuid::Uuid::nil(),
+                uuid::Uuid::nil()
+            ),
+        ),
         (Method::POST, "/api/v1/payments/requests".to_owned()),
-        (Method::POST, format!("/api/v1/payments/requests/{}/expire", uuid::Uuid::nil())),
+        (
+            Method::POST,
+            format!("/api/v1/payments/requests/{}/expire", uuid::Uuid::nil()),
+        ),
     ] {
         let answer = w.platform.call(method, &path, client, Some(&json!({}))).await?;
         assert!(
-            matches!(answer.status(), StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED),
+            matches!(
+                answer.status(),
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+            ),
             "{path}: {}",
             answer.status()
         );

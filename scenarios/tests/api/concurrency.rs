@@ -14,7 +14,11 @@ async fn twenty_concurrent_accepts_of_one_job_give_one_acceptance() -> anyhow::R
     let job = w.job(&w.client).await?;
     let mut proposals = Vec::new();
     for i in 0..20 {
-        let author = if i % 2 == 0 { &w.freelancer } else { &w.other_freelancer };
+        let author = if i % 2 == 0 {
+            &w.freelancer
+        } else {
+            &w.other_freelancer
+        };
         proposals.push(w.proposal(&job, author, 1).await?);
     }
     let answers = join_all(proposals.iter().map(|p| {
@@ -27,8 +31,16 @@ async fn twenty_concurrent_accepts_of_one_job_give_one_acceptance() -> anyhow::R
         .into_iter()
         .map(|a| a.map(|r| r.status()))
         .collect::<Result<_, _>>()?;
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(),
+        19,
+        "{statuses:?}"
+    );
 
     let (accepted, rejected): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE event_type = 'ProposalAccepted'),
@@ -38,7 +50,11 @@ async fn twenty_concurrent_accepts_of_one_job_give_one_acceptance() -> anyhow::R
     .bind(&job)
     .fetch_one(w.ledger.pool())
     .await?;
-    assert_eq!((accepted, rejected), (1, 19), "one acceptance, every other proposal rejected");
+    assert_eq!(
+        (accepted, rejected),
+        (1, 19),
+        "one acceptance, every other proposal rejected"
+    );
     w.platform.stop().await
 }
 
@@ -56,8 +72,17 @@ async fn twenty_concurrent_payments_of_one_request_pay_it_once() -> anyhow::Resu
         .into_iter()
         .map(|a| a.map(|r| r.status()))
         .collect::<Result<_, _>>()?;
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
 
     let (debits, credits): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE event_type = 'WalletDebited'),
@@ -78,13 +103,22 @@ async fn insufficient_funds_is_a_conflict_and_writes_nothing() -> anyhow::Result
     let (contract, milestones) = w.contract(&job, &proposal).await?;
     let request = w.payment_request(&contract, &milestones[0]).await?;
     w.deposit(&w.client, 5).await?;
-    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(w.ledger.pool()).await?;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(w.ledger.pool())
+        .await?;
     let answer = w
-        .send(Method::POST, &format!("/api/v1/payments/requests/{request}/pay"), Some(&w.client), None)
+        .send(
+            Method::POST,
+            &format!("/api/v1/payments/requests/{request}/pay"),
+            Some(&w.client),
+            None,
+        )
         .await?;
     let body = crate::commands::problem(answer, StatusCode::CONFLICT, "insufficient funds").await;
     assert_eq!(body["type"], "/problems/insufficient-funds");
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(w.ledger.pool()).await?;
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(w.ledger.pool())
+        .await?;
     assert_eq!(before, after, "nothing written");
     w.platform.stop().await
 }
@@ -93,7 +127,8 @@ async fn insufficient_funds_is_a_conflict_and_writes_nothing() -> anyhow::Result
 async fn a_write_retried_with_its_idempotency_key_has_one_effect_and_one_answer() -> anyhow::Result<()> {
     let w = World::new().await?;
     let key = Uuid::new_v4().to_string();
-    let body = json!({"title": "Retry me", "description": "Ten times", "budget": {"minor": 100, "currency": "USD"}});
+    let body =
+        json!({"title": "Retry me", "description": "Ten times", "budget": {"minor": 100, "currency": "USD"}});
     let url = format!("{}/api/v1/jobs", w.platform.command_url);
     let send = |body: Value| {
         w.platform
@@ -122,7 +157,10 @@ async fn a_write_retried_with_its_idempotency_key_has_one_effect_and_one_answer(
     assert_eq!(jobs, 1, "one effect");
 
     // The same key with another body is refused.
-    let other = send(json!({"title": "Something else", "description": "x", "budget": {"minor": 1, "currency": "USD"}})).await?;
+    let other = send(
+        json!({"title": "Something else", "description": "x", "budget": {"minor": 1, "currency": "USD"}}),
+    )
+    .await?;
     let problem = crate::commands::problem(other, StatusCode::UNPROCESSABLE_ENTITY, "key reused").await;
     assert_eq!(problem["type"], "/problems/idempotency-key-reused");
 
@@ -141,9 +179,19 @@ async fn a_write_retried_with_its_idempotency_key_has_one_effect_and_one_answer(
     let first_body: Value = first.json().await?;
     let again = close().await?;
     assert_eq!(again.status(), StatusCode::OK);
-    assert_eq!(again.headers().get("idempotent-replayed").map(|v| v.as_bytes()), Some(&b"true"[..]));
+    assert_eq!(
+        again.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
     assert_eq!(again.json::<Value>().await?, first_body);
-    let unkeyed = w.send(Method::POST, &format!("/api/v1/jobs/{job}/close"), Some(&w.client), None).await?;
+    let unkeyed = w
+        .send(
+            Method::POST,
+            &format!("/api/v1/jobs/{job}/close"),
+            Some(&w.client),
+            None,
+        )
+        .await?;
     assert_eq!(unkeyed.status(), StatusCode::CONFLICT);
     w.platform.stop().await
 }
@@ -174,7 +222,12 @@ async fn sign_in_is_rate_limited_per_address_and_email() -> anyhow::Result<()> {
     // Registration and the first login took two of the three attempts of this email.
     assert_eq!(
         statuses,
-        [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS]
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
     );
     let seconds: u64 = retry_after.expect("Retry-After").to_str()?.parse()?;
     assert!((1..=60).contains(&seconds), "{seconds}");

@@ -48,8 +48,12 @@ fn fault() -> impl Strategy<Value = Fault> {
         ]
         .prop_map(Fault::Amount),
         "[A-Za-z_]{0,12}".prop_map(Fault::UnknownEnum),
-        prop_oneof![Just(None), Just(Some("text/plain")), Just(Some("application/x-www-form-urlencoded"))]
-            .prop_map(Fault::ContentType),
+        prop_oneof![
+            Just(None),
+            Just(Some("text/plain")),
+            Just(Some("application/x-www-form-urlencoded"))
+        ]
+        .prop_map(Fault::ContentType),
     ]
 }
 
@@ -111,10 +115,17 @@ fn spoil(valid: &Value, fault: &Fault) -> Option<(Vec<u8>, Option<&'static str>)
                 (&*leaf, replacement),
                 (Value::Number(_), Value::Number(_)) | (Value::Bool(_), Value::Bool(_))
             );
-            *leaf = if same_kind { json!("not the right type") } else { replacement.clone() };
+            *leaf = if same_kind {
+                json!("not the right type")
+            } else {
+                replacement.clone()
+            };
         }
         Fault::Huge(i, n) => {
-            let strings: Vec<_> = paths.iter().filter(|p| matches!(at(&mut valid.clone(), p), Some(Value::String(_)))).collect();
+            let strings: Vec<_> = paths
+                .iter()
+                .filter(|p| matches!(at(&mut valid.clone(), p), Some(Value::String(_))))
+                .collect();
             let path = strings.get(i % strings.len().max(1))?;
             *at(&mut body, path)? = Value::String("x".repeat(*n));
         }
@@ -148,31 +159,110 @@ async fn spoiled_requests_to_every_write_get_a_4xx_problem() -> anyhow::Result<(
     let (contract, milestones) = w.contract(&contract_job, &accepted).await?;
     let item = json!({"title": "Rust", "details": "since 2015"});
     let skill = w
-        .ok(Method::POST, "/api/v1/users/me/skills", &w.freelancer, Some(&item), reqwest::StatusCode::CREATED)
+        .ok(
+            Method::POST,
+            "/api/v1/users/me/skills",
+            &w.freelancer,
+            Some(&item),
+            reqwest::StatusCode::CREATED,
+        )
         .await?;
     let job_body = json!({"title": "Build a loom", "description": "Jacquard", "budget": {"minor": 50_000, "currency": "USD"}, "skills": ["weaving"]});
     let register = json!({"email": "fuzz@example.com", "password": "correct horse battery", "name": "Fuzz"});
     let endpoints: Vec<(Method, String, Value, Option<&str>)> = vec![
-        (Method::POST, "/api/v1/users/clients/register".into(), register.clone(), None),
-        (Method::POST, "/api/v1/users/freelancers/register".into(), register, None),
-        (Method::POST, "/api/v1/users/login".into(), json!({"email": "fuzz@example.com", "password": "correct horse battery"}), None),
-        (Method::PUT, "/api/v1/users/me/profile".into(), json!({"name": "Fay", "headline": "h", "bio": "b"}), Some(&w.freelancer.token)),
-        (Method::POST, "/api/v1/users/me/skills".into(), item.clone(), Some(&w.freelancer.token)),
-        (Method::PUT, format!("/api/v1/users/me/skills/{skill}"), item, Some(&w.freelancer.token)),
-        (Method::PUT, "/api/v1/users/me/photo".into(), json!({"link": "/a.png"}), Some(&w.client.token)),
-        (Method::PUT, "/api/v1/users/me/resume".into(), json!({"link": "/a.pdf"}), Some(&w.freelancer.token)),
-        (Method::POST, "/api/v1/jobs".into(), job_body.clone(), Some(&w.client.token)),
-        (Method::PUT, format!("/api/v1/jobs/{job}"), job_body, Some(&w.client.token)),
-        (Method::POST, format!("/api/v1/jobs/{job}/proposals"), terms(2), Some(&w.freelancer.token)),
-        (Method::PUT, format!("/api/v1/proposals/{proposal}"), terms(2), Some(&w.freelancer.token)),
         (
             Method::POST,
-            format!("/api/v1/contracts/{contract}/milestones/{}/evaluate", milestones[0]),
+            "/api/v1/users/clients/register".into(),
+            register.clone(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/freelancers/register".into(),
+            register,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/login".into(),
+            json!({"email": "fuzz@example.com", "password": "correct horse battery"}),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/me/profile".into(),
+            json!({"name": "Fay", "headline": "h", "bio": "b"}),
+            Some(&w.freelancer.token),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/me/skills".into(),
+            item.clone(),
+            Some(&w.freelancer.token),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/users/me/skills/{skill}"),
+            item,
+            Some(&w.freelancer.token),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/me/photo".into(),
+            json!({"link": "/a.png"}),
+            Some(&w.client.token),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/me/resume".into(),
+            json!({"link": "/a.pdf"}),
+            Some(&w.freelancer.token),
+        ),
+        (
+            Method::POST,
+            "/api/v1/jobs".into(),
+            job_body.clone(),
+            Some(&w.client.token),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/jobs/{job}"),
+            job_body,
+            Some(&w.client.token),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/jobs/{job}/proposals"),
+            terms(2),
+            Some(&w.freelancer.token),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/proposals/{proposal}"),
+            terms(2),
+            Some(&w.freelancer.token),
+        ),
+        (
+            Method::POST,
+            format!(
+                "/api/v1/contracts/{contract}/milestones/{}/evaluate",
+                milestones[0]
+            ),
             json!({"verdict": "accepted"}),
             Some(&w.client.token),
         ),
-        (Method::POST, format!("/api/v1/contracts/{contract}/terminations"), json!({"reason": "r"}), Some(&w.client.token)),
-        (Method::POST, "/api/v1/payments/wallet/deposits".into(), json!({"amount": {"minor": 100, "currency": "USD"}}), Some(&w.client.token)),
+        (
+            Method::POST,
+            format!("/api/v1/contracts/{contract}/terminations"),
+            json!({"reason": "r"}),
+            Some(&w.client.token),
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments/wallet/deposits".into(),
+            json!({"amount": {"minor": 100, "currency": "USD"}}),
+            Some(&w.client.token),
+        ),
     ];
 
     let mut runner = TestRunner::new(Config {

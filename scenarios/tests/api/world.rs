@@ -73,14 +73,27 @@ impl World {
     }
 
     /// Send a write; the raw answer.
-    pub async fn send(&self, method: Method, path: &str, user: Option<&User>, body: Option<&Value>) -> anyhow::Result<Response> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&User>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Response> {
         self.platform
             .call(method, path, user.map(|u| u.token.as_str()), body)
             .await
     }
 
     /// Send a write that must answer `status`; its `id`.
-    pub async fn ok(&self, method: Method, path: &str, user: &User, body: Option<&Value>, status: StatusCode) -> anyhow::Result<String> {
+    pub async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        user: &User,
+        body: Option<&Value>,
+        status: StatusCode,
+    ) -> anyhow::Result<String> {
         let answer: Value = expect(self.send(method, path, Some(user), body).await?, status).await?;
         Ok(answer["id"].as_str().context("no id")?.to_owned())
     }
@@ -88,13 +101,26 @@ impl World {
     /// A job posted by `owner`.
     pub async fn job(&self, owner: &User) -> anyhow::Result<String> {
         let body = json!({"title": "Build a loom", "description": "Jacquard style", "budget": {"minor": 50_000, "currency": "USD"}, "skills": ["weaving"]});
-        self.ok(Method::POST, "/api/v1/jobs", owner, Some(&body), StatusCode::CREATED).await
+        self.ok(
+            Method::POST,
+            "/api/v1/jobs",
+            owner,
+            Some(&body),
+            StatusCode::CREATED,
+        )
+        .await
     }
 
     /// A proposal with `milestones` milestones by `author` to `job`.
     pub async fn proposal(&self, job: &str, author: &User, milestones: usize) -> anyhow::Result<String> {
-        self.ok(Method::POST, &format!("/api/v1/jobs/{job}/proposals"), author, Some(&terms(milestones)), StatusCode::CREATED)
-            .await
+        self.ok(
+            Method::POST,
+            &format!("/api/v1/jobs/{job}/proposals"),
+            author,
+            Some(&terms(milestones)),
+            StatusCode::CREATED,
+        )
+        .await
     }
 
     /// Accept `proposal` over HTTP, then initiate its contract as the contract saga does. The
@@ -134,12 +160,24 @@ impl World {
     pub async fn payment_request(&self, contract: &str, milestone: &str) -> anyhow::Result<String> {
         let base = format!("/api/v1/contracts/{contract}/milestones/{milestone}");
         for _ in 0..2 {
-            self.ok(Method::POST, &format!("{base}/progress"), &self.freelancer, None, StatusCode::OK)
-                .await?;
+            self.ok(
+                Method::POST,
+                &format!("{base}/progress"),
+                &self.freelancer,
+                None,
+                StatusCode::OK,
+            )
+            .await?;
         }
         let accepted = json!({"verdict": "accepted"});
-        self.ok(Method::POST, &format!("{base}/evaluate"), &self.client, Some(&accepted), StatusCode::OK)
-            .await?;
+        self.ok(
+            Method::POST,
+            &format!("{base}/evaluate"),
+            &self.client,
+            Some(&accepted),
+            StatusCode::OK,
+        )
+        .await?;
         self.create_payment_request(contract, milestone).await
     }
 
@@ -171,8 +209,14 @@ impl World {
     /// Deposit `minor` USD cents into `user`'s wallet.
     pub async fn deposit(&self, user: &User, minor: i64) -> anyhow::Result<()> {
         let body = json!({"amount": {"minor": minor, "currency": "USD"}});
-        self.ok(Method::POST, "/api/v1/payments/wallet/deposits", user, Some(&body), StatusCode::OK)
-            .await?;
+        self.ok(
+            Method::POST,
+            "/api/v1/payments/wallet/deposits",
+            user,
+            Some(&body),
+            StatusCode::OK,
+        )
+        .await?;
         Ok(())
     }
 }
