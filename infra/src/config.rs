@@ -249,6 +249,23 @@ pub struct HttpConfig {
         default_value_t = 30
     )]
     pub timeout_secs: u64,
+    /// Longest a read waits for the write named by its `X-Consistency-Position`, in ms.
+    #[arg(
+        id = "consistency-wait-ms",
+        long = "consistency-wait-ms",
+        env = "WORKUP_CONSISTENCY_WAIT_MS",
+        default_value_t = 2000
+    )]
+    pub consistency_wait_ms: u64,
+}
+
+impl HttpConfig {
+    /// The bound of a read's wait for its consistency token.
+    pub fn consistency_wait(&self) -> crate::read_models::consistency::Wait {
+        crate::read_models::consistency::Wait {
+            timeout: Duration::from_millis(self.consistency_wait_ms),
+        }
+    }
 }
 
 /// Where a process runs: `dev` relaxes the checks meant for exposed deployments.

@@ -5,7 +5,9 @@
 //! - [`ledger`]: the PostgreSQL event store, outbox and command path (DESIGN §4).
 //! - [`relay`]: the outbox relay to Kafka (DESIGN §1, §5).
 //! - [`kafka`]: Kafka clients, topics and the consumer toolkit.
-//! - [`cassandra`], [`mongo`], [`redis`]: read-model stores and the cache; [`store`]: their error.
+//! - [`read_models`]: one module per context (views, schema, queries), shared by projectors and
+//!   query-api; read-your-writes.
+//! - [`cassandra`], [`mongo`], [`redis`]: store connections and the cache; [`store`]: their error.
 //! - [`media`]: content-addressed photo and resume files (DESIGN §3).
 //! - [`http`]: problem+json errors, extractors, auth, health and metrics for the services.
 //! - `testing` (feature `test-support`): isolated resources per test on the local stack.
@@ -17,6 +19,7 @@ pub mod kafka;
 pub mod ledger;
 pub mod media;
 pub mod mongo;
+pub mod read_models;
 pub mod redis;
 pub mod relay;
 pub mod store;

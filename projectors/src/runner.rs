@@ -7,15 +7,62 @@ use infra::{
     cassandra::{self, JobStore},
     config::Config,
     http::{health, with_common_layers},
-    kafka::consumer::{self, ConsumerOptions},
-    ledger::Upcasters,
+    config::KafkaConfig,
+    kafka::consumer::{self, ConsumerOptions, EventHandler, HandlerError},
+    ledger::{RecordedEvent, Upcasters},
     mongo::{self, UserProfiles},
     redis::Cache,
 };
+use domain::BoundedContext;
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 use crate::{jobs::JobsProjector, user_profiles::UserProfilesProjector};
+
+/// Every projector of the process, as one handler type for [`spawn_projector`]; each context
+/// adds its variant.
+pub enum Projector {
+    /// users → MongoDB profiles.
+    UserProfiles(UserProfilesProjector),
+    /// jobs → Cassandra and the cache.
+    Jobs(JobsProjector),
+}
+
+impl From<UserProfilesProjector> for Projector {
+    fn from(p: UserProfilesProjector) -> Self {
+        Self::UserProfiles(p)
+    }
+}
+
+impl From<JobsProjector> for Projector {
+    fn from(p: JobsProjector) -> Self {
+        Self::Jobs(p)
+    }
+}
+
+impl EventHandler for Projector {
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
+        match self {
+            Self::UserProfiles(p) => p.handle(event).await,
+            Self::Jobs(p) => p.handle(event).await,
+        }
+    }
+}
+
+/// Start consumer group `name` on the topics of `contexts`, feeding `handler`.
+fn spawn_projector(
+    consumers: &mut JoinSet<anyhow::Result<()>>,
+    kafka: &KafkaConfig,
+    stopped: &watch::Receiver<bool>,
+    name: &str,
+    contexts: &[BoundedContext],
+    handler: Projector,
+) {
+    let topics = contexts.iter().map(|c| kafka.context_topic(*c)).collect();
+    let options = ConsumerOptions::new(name, topics);
+    let (kafka, stopped, handler) = (kafka.clone(), stopped.clone(), Arc::new(handler));
+    consumers.spawn(async move { Ok(consumer::run(&kafka, options, handler, stopped).await?) });
+}
 
 /// The running projectors of one process.
 pub struct Projectors {
@@ -45,39 +92,26 @@ impl Projectors {
 
         let (stop, stopped) = watch::channel(false);
         let mut consumers = JoinSet::new();
-        let kafka = config.kafka.clone();
-        let users_topic = vec![kafka.context_topic(domain::BoundedContext::Users)];
-        let jobs_topic = vec![kafka.context_topic(domain::BoundedContext::Jobs)];
-        let user_profiles = Arc::new(UserProfilesProjector {
-            profiles: profiles.clone(),
-            upcasters: Upcasters::current(),
-        });
-        let jobs_projector = Arc::new(JobsProjector {
-            store: jobs.clone(),
-            cache,
-            upcasters: Upcasters::current(),
-        });
-        {
-            let (kafka, stopped) = (kafka.clone(), stopped.clone());
-            consumers.spawn(async move {
-                Ok(consumer::run(
-                    &kafka,
-                    ConsumerOptions::new("user-profiles", users_topic),
-                    user_profiles,
-                    stopped,
-                )
-                .await?)
-            });
-        }
-        consumers.spawn(async move {
-            Ok(consumer::run(
-                &kafka,
-                ConsumerOptions::new("jobs", jobs_topic),
-                jobs_projector,
-                stopped,
-            )
-            .await?)
-        });
+        let mut spawn = |name: &str, contexts: &[BoundedContext], handler| {
+            spawn_projector(&mut consumers, &config.kafka, &stopped, name, contexts, handler)
+        };
+        spawn(
+            "user-profiles",
+            &[BoundedContext::Users],
+            Projector::from(UserProfilesProjector {
+                profiles: profiles.clone(),
+                upcasters: Upcasters::current(),
+            }),
+        );
+        spawn(
+            "jobs",
+            &[BoundedContext::Jobs],
+            Projector::from(JobsProjector {
+                store: jobs.clone(),
+                cache,
+                upcasters: Upcasters::current(),
+            }),
+        );
 
         let checks = vec![
             health::ready_check("mongodb", profiles, |p| async move { p.ping().await }),

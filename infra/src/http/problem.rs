@@ -58,6 +58,9 @@ pub enum ApiError {
         /// When a retry may succeed.
         retry_after: Duration,
     },
+    /// A read waited for its consistency token past the bound (504).
+    #[error("{0}")]
+    ReadModelBehind(String),
     /// The same `Idempotency-Key` was sent before with another request (422).
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
@@ -209,6 +212,7 @@ impl ApiError {
                 "Unsupported media type",
             ),
             Self::RateLimited { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code, "Too many requests"),
+            Self::ReadModelBehind(_) => (StatusCode::GATEWAY_TIMEOUT, "read-model-behind", "Read model behind"),
             Self::IdempotencyKeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",

@@ -136,8 +136,11 @@ impl AppendRequest {
 }
 
 /// A stream's version after an append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamVersion {
+    /// The stream's type, e.g. `job` (empty in results stored before it was recorded).
+    #[serde(default)]
+    pub stream_type: String,
     /// The stream.
     pub stream_id: Uuid,
     /// Its version (last event's version).
@@ -157,11 +160,12 @@ pub struct Appended {
 }
 
 impl Appended {
-    /// The consistency token (DESIGN §6): the (stream, version) pairs written, `id:version,...`.
+    /// The consistency token (DESIGN §6): the streams written and their versions,
+    /// `type:id:version,...` (see [`crate::read_models::consistency`]).
     pub fn token(&self) -> String {
         self.streams
             .iter()
-            .map(|s| format!("{}:{}", s.stream_id, s.version))
+            .map(|s| format!("{}:{}:{}", s.stream_type, s.stream_id, s.version))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -220,6 +224,7 @@ impl Ledger {
                 .positions
                 .extend(insert_events(&mut tx, stream, &metadata).await?);
             appended.streams.push(StreamVersion {
+                stream_type: stream.stream_type.to_owned(),
                 stream_id: stream.stream_id,
                 version,
             });
