@@ -40,6 +40,7 @@ impl Application {
             cache: Cache::connect(&config.redis)
                 .await
                 .context("could not connect to Redis (WORKUP_REDIS_URL)")?,
+            wait: config.http.consistency_wait(),
             media: infra::media::MediaStore::new(&config.media.dir),
         };
         let router = routes::router(state, &config.http);

@@ -14,6 +14,8 @@ pub struct AppState {
     pub jobs: JobStore,
     /// Redis read-through cache.
     pub cache: Cache,
+    /// How long a read waits for its consistency token (DESIGN §6).
+    pub wait: infra::read_models::consistency::Wait,
     /// Uploaded photos and resumes, served as they are (DESIGN §3).
     pub media: infra::media::MediaStore,
 }
