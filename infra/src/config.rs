@@ -29,6 +29,9 @@ pub struct Config {
     /// Token signing.
     #[command(flatten)]
     pub auth: AuthConfig,
+    /// Process managers.
+    #[command(flatten)]
+    pub sagas: SagasConfig,
     /// Uploaded media files.
     #[command(flatten)]
     pub media: MediaConfig,
@@ -365,6 +368,30 @@ impl AuthConfig {
             _ => Ok(SecretString::from(DEV_JWT_SECRET)),
         }
     }
+}
+
+/// Process manager settings (DESIGN §7).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SagasConfig {
+    /// Port of the sagas service (health, metrics, saga history).
+    #[arg(id = "sagas-port", long = "sagas-port", env = "WORKUP_SAGAS_PORT", default_value_t = 8084)]
+    pub port: u16,
+    /// How long a payment request may stay unpaid before it expires, in seconds (14 days).
+    #[arg(
+        id = "payment-request-period-secs",
+        long = "payment-request-period-secs",
+        env = "WORKUP_PAYMENT_REQUEST_PERIOD_SECS",
+        default_value_t = 14 * 24 * 3600
+    )]
+    pub payment_request_period_secs: u64,
+    /// How often due deadlines are looked for, in milliseconds.
+    #[arg(
+        id = "deadline-poll-ms",
+        long = "deadline-poll-ms",
+        env = "WORKUP_DEADLINE_POLL_MS",
+        default_value_t = 1000
+    )]
+    pub deadline_poll_ms: u64,
 }
 
 /// Media settings: where uploaded photos and resumes live and how large they may be

@@ -4,6 +4,7 @@
 //! - [`telemetry`]: structured logging.
 //! - [`ledger`]: the PostgreSQL event store, outbox and command path (DESIGN §4).
 //! - [`relay`]: the outbox relay to Kafka (DESIGN §1, §5).
+//! - [`sagas`]: the process managers' steps and deadlines (DESIGN §7).
 //! - [`kafka`]: Kafka clients, topics and the consumer toolkit.
 //! - [`read_models`]: one module per context (views, schema, queries), shared by projectors and
 //!   query-api; read-your-writes.
@@ -22,6 +23,7 @@ pub mod mongo;
 pub mod read_models;
 pub mod redis;
 pub mod relay;
+pub mod sagas;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "test-support")]

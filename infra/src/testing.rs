@@ -29,6 +29,8 @@ impl TestEnv {
         config.http.command_api_port = 0;
         config.http.query_api_port = 0;
         config.http.projectors_port = 0;
+        config.sagas.port = 0;
+        config.sagas.deadline_poll_ms = 200;
         config.postgres.max_connections = 8;
         config.kafka.fetch_wait_ms = 10;
         config.kafka.partitions = 2;

@@ -11,7 +11,7 @@ use std::{
 };
 use tokio::{sync::watch, task::JoinHandle};
 
-/// A running platform: command-api, query-api and projectors.
+/// A running platform: command-api, query-api, projectors and sagas.
 pub struct Platform {
     /// The isolated resources it runs on.
     pub env: TestEnv,
@@ -19,6 +19,8 @@ pub struct Platform {
     pub command_url: String,
     /// Base URL of query-api.
     pub query_url: String,
+    /// Base URL of the sagas service.
+    pub sagas_url: String,
     /// HTTP client.
     pub http: Client,
     stop: watch::Sender<bool>,
@@ -51,17 +53,23 @@ impl Platform {
         let projectors = projectors::runner::Projectors::build(env.config.clone())
             .await
             .context("projectors")?;
+        let sagas = sagas::runner::Sagas::build(env.config.clone())
+            .await
+            .context("sagas")?;
+        let sagas_url = format!("http://127.0.0.1:{}", sagas.port());
         let command_url = format!("http://127.0.0.1:{}", command.port());
         let query_url = format!("http://127.0.0.1:{}", query.port());
         let tasks = vec![
             tokio::spawn(command.run_until_stopped(until_stopped())),
             tokio::spawn(query.run_until_stopped(until_stopped())),
             tokio::spawn(projectors.run_until_stopped(until_stopped())),
+            tokio::spawn(sagas.run_until_stopped(until_stopped())),
         ];
         Ok(Self {
             env,
             command_url,
             query_url,
+            sagas_url,
             http: Client::builder().timeout(Duration::from_secs(30)).build()?,
             stop,
             tasks,

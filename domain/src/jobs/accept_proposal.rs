@@ -5,6 +5,12 @@
 //! The caller loads every proposal in [`Job::proposals`] and appends to all their streams and the
 //! job's in one transaction, each with its expected version: of two concurrent accepts, one wins and
 //! the other loses on the job's version (409).
+//!
+//! After a compensation (DESIGN §7: the contract could not be initiated, so the saga reverted the
+//! acceptance and reopened the job) the client may accept again: the reverted proposal, which is
+//! pending again, or one submitted since. The proposals the first acceptance rejected stay rejected.
+//! While another proposal of the job is still accepted (the job was reopened before the acceptance
+//! was reverted), nothing is accepted: `proposal-already-accepted`.
 
 use crate::{
     Context, ContractId, DomainError, ProposalId,
@@ -62,6 +68,9 @@ pub fn decide(
             .filter_map(|o| o.submitted.as_ref())
             .find(|o| o.id == id)
             .ok_or(DomainError::Conflict("proposals-not-loaded"))?;
+        if other.status == ProposalStatus::Accepted {
+            return Err(DomainError::Conflict("proposal-already-accepted"));
+        }
         if other.status == ProposalStatus::Submitted {
             rejected.push((
                 id,
@@ -237,5 +246,152 @@ mod tests {
         given_state((job, first, vec![others[0].clone()]))
             .when(|(j, p, o)| decide((j, p, o), &accept(PROPOSAL), &ctx(CLIENT)))
             .then_err(DomainError::Conflict("proposals-not-loaded"));
+    }
+
+    /// Apply an acceptance's events to the job and the proposals (`all` holds every proposal).
+    fn apply(job: &mut Job, all: &mut [Proposal], outcome: &AcceptProposalEvents) {
+        fn index(all: &[Proposal], id: ProposalId) -> usize {
+            all.iter()
+                .position(|p| p.submitted.as_ref().map(|s| s.id) == Some(id))
+                .unwrap()
+        }
+        for e in &outcome.job {
+            job.evolve(e);
+        }
+        for e in &outcome.accepted {
+            let ProposalEvent::ProposalAccepted { proposal_id, .. } = e else {
+                panic!("{e:?}")
+            };
+            let i = index(all, *proposal_id);
+            all[i].evolve(e);
+        }
+        for (id, events) in &outcome.rejected {
+            let i = index(all, *id);
+            for e in events {
+                all[i].evolve(e);
+            }
+        }
+    }
+
+    /// Accept `all[i]` against the other proposals in `all`.
+    fn accept_at(job: &Job, all: &[Proposal], i: usize) -> Result<AcceptProposalEvents, DomainError> {
+        let id = all[i].submitted.as_ref().unwrap().id;
+        let others: Vec<Proposal> = (0..all.len())
+            .filter(|j| *j != i)
+            .map(|j| all[j].clone())
+            .collect();
+        decide((job, &all[i], &others), &accept(id), &ctx(CLIENT))
+    }
+
+    /// The saga's compensation, in its order: revert the acceptance, then reopen the job.
+    fn compensate(job: &mut Job, accepted: &mut Proposal) {
+        use crate::jobs::{job::JobCommand, proposal::ProposalCommand};
+        let reason = "contract-not-initiated".to_owned();
+        let reverted = proposal::decide(
+            accepted,
+            &ProposalCommand::RevertAcceptance {
+                reason: reason.clone(),
+            },
+            &ctx(SYSTEM),
+        )
+        .unwrap();
+        for e in &reverted {
+            accepted.evolve(e);
+        }
+        for e in &job::decide(job, &JobCommand::Reopen { reason }, &ctx(SYSTEM)).unwrap() {
+            job.evolve(e);
+        }
+    }
+
+    #[test]
+    fn a_proposal_is_accepted_again_after_its_acceptance_was_reverted() {
+        let (mut job, first, others) = state();
+        let mut all = vec![first, others[0].clone(), others[1].clone()];
+        let outcome = accept_at(&job, &all, 0).unwrap();
+        apply(&mut job, &mut all, &outcome);
+        compensate(&mut job, &mut all[0]);
+        assert_eq!(all[0].status(), Some(ProposalStatus::Submitted));
+        assert!(!job.closed);
+
+        // The client accepts it again: the same contract id, nothing left to reject.
+        given_state((job.clone(), all[0].clone(), vec![all[1].clone(), all[2].clone()]))
+            .when(|(j, p, o)| decide((j, p, o), &accept(PROPOSAL), &ctx(CLIENT)))
+            .then(AcceptProposalEvents {
+                job: vec![JobEvent::JobClosed {
+                    job_id: JOB,
+                    accepted_proposal_id: Some(PROPOSAL),
+                    closed_at: now(),
+                }],
+                accepted: vec![ProposalEvent::ProposalAccepted {
+                    proposal_id: PROPOSAL,
+                    job_id: JOB,
+                    client_id: CLIENT_ID,
+                    freelancer_id: FREELANCER_ID,
+                    contract_id: ContractId::for_proposal(PROPOSAL),
+                    milestones: milestones(PROPOSAL, 2),
+                    accepted_at: now(),
+                }],
+                rejected: vec![],
+            });
+    }
+
+    #[test]
+    fn the_proposals_an_acceptance_rejected_stay_rejected_after_a_compensation() {
+        let (mut job, first, others) = state();
+        let mut all = vec![first, others[0].clone(), others[1].clone()];
+        let outcome = accept_at(&job, &all, 0).unwrap();
+        apply(&mut job, &mut all, &outcome);
+        compensate(&mut job, &mut all[0]);
+        assert_eq!(all[1].status(), Some(ProposalStatus::Rejected));
+        assert_eq!(
+            accept_at(&job, &all, 1),
+            Err(DomainError::Conflict("proposal-rejected"))
+        );
+
+        // A proposal submitted after the reopening may be accepted instead: it rejects the reverted
+        // one, which is pending again.
+        let fourth = ProposalId::from_uuid(Uuid::from_u128(0x9904));
+        let submitted = crate::jobs::submit_proposal::decide(
+            (&job, &Proposal::default()),
+            &crate::jobs::SubmitProposal {
+                proposal_id: fourth,
+                terms: crate::jobs::proposal::tests::terms(1),
+            },
+            &ctx(OTHER_FREELANCER),
+        )
+        .unwrap();
+        for e in &submitted.job {
+            job.evolve(e);
+        }
+        all.push(Proposal::fold(&submitted.proposal));
+        let outcome = accept_at(&job, &all, 3).unwrap();
+        assert_eq!(
+            outcome.rejected,
+            vec![(
+                PROPOSAL,
+                vec![ProposalEvent::ProposalRejected {
+                    proposal_id: PROPOSAL,
+                    job_id: JOB,
+                    rejected_at: now(),
+                }],
+            )]
+        );
+    }
+
+    #[test]
+    fn nothing_is_accepted_while_another_acceptance_stands() {
+        // The job was reopened before the acceptance was reverted (the saga reverts first).
+        let (mut job, first, others) = state();
+        let mut all = vec![first, others[0].clone(), others[1].clone()];
+        let outcome = accept_at(&job, &all, 0).unwrap();
+        apply(&mut job, &mut all, &outcome);
+        job.evolve(&crate::jobs::job::tests::reopened());
+        let fourth = ProposalId::from_uuid(Uuid::from_u128(0x9904));
+        job.evolve(&received(fourth, OTHER_FREELANCER_ID));
+        all.push(proposal(fourth, OTHER_FREELANCER_ID));
+        assert_eq!(
+            accept_at(&job, &all, 3),
+            Err(DomainError::Conflict("proposal-already-accepted"))
+        );
     }
 }

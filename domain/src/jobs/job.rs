@@ -1,4 +1,11 @@
 //! The Job aggregate: a client's posting.
+//!
+//! A job is open until its owner closes it or a proposal is accepted (see
+//! [`super::accept_proposal`]). When the contract of the accepted proposal cannot be initiated, the
+//! contract saga compensates (DESIGN §7): it reverts the acceptance
+//! ([`super::proposal::ProposalCommand::RevertAcceptance`]), then reopens the job
+//! ([`JobCommand::Reopen`]). The proposals that acceptance rejected stay rejected: a reopened job
+//! takes new proposals, and the reverted one is pending again.
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +86,16 @@ pub enum JobCommand {
     },
     /// The owner closes an open job: no more proposals, none accepted.
     Close,
+    /// Compensation when the contract of the accepted proposal cannot be initiated (DESIGN §7): the
+    /// job is open again and takes proposals. Sent by the contract saga as the system actor, after
+    /// it reverted the acceptance. Only a job closed by an acceptance is reopened (a job its owner
+    /// closed stays closed: `job-closed-by-owner`); an open job answers `job-not-closed`, so a
+    /// replayed reopen is a conflict (the saga dedupes by command id). The proposals the acceptance
+    /// rejected stay rejected.
+    Reopen {
+        /// Why the contract could not be initiated (free text, recorded in the event).
+        reason: String,
+    },
 }
 
 /// Events of a job stream.
@@ -127,6 +144,17 @@ pub enum JobEvent {
         /// When.
         closed_at: Timestamp,
     },
+    /// The job, closed by an acceptance whose contract could not be initiated, is open again and
+    /// takes proposals (DESIGN §7); it no longer has an accepted proposal. The proposals that
+    /// acceptance rejected stay rejected.
+    JobReopened {
+        /// The job.
+        job_id: JobId,
+        /// Why the contract could not be initiated.
+        reason: String,
+        /// When.
+        reopened_at: Timestamp,
+    },
 }
 
 impl DomainEvent for JobEvent {
@@ -136,6 +164,7 @@ impl DomainEvent for JobEvent {
             Self::JobUpdated { .. } => "JobUpdated",
             Self::ProposalReceived { .. } => "ProposalReceived",
             Self::JobClosed { .. } => "JobClosed",
+            Self::JobReopened { .. } => "JobReopened",
         }
     }
 }
@@ -153,7 +182,8 @@ pub struct Job {
     pub closed: bool,
     /// Every proposal received, in order.
     pub proposals: Vec<ProposalId>,
-    /// The accepted proposal, if any (at most one, DESIGN §2).
+    /// The accepted proposal while the acceptance stands (at most one, DESIGN §2); cleared when the
+    /// job is reopened.
     pub accepted_proposal: Option<ProposalId>,
 }
 
@@ -187,6 +217,10 @@ impl Aggregate for Job {
                 if accepted_proposal_id.is_some() {
                     self.accepted_proposal = *accepted_proposal_id;
                 }
+            }
+            JobEvent::JobReopened { .. } => {
+                self.closed = false;
+                self.accepted_proposal = None;
             }
         }
     }
@@ -255,14 +289,33 @@ pub fn decide(job: &Job, command: &JobCommand, ctx: &Context) -> Result<Vec<JobE
                 closed_at: ctx.now,
             }])
         }
+        JobCommand::Reopen { reason } => {
+            let job_id = posted_id(job)?;
+            ctx.ensure_system()?;
+            if !job.closed {
+                return Err(DomainError::Conflict("job-not-closed"));
+            }
+            if job.accepted_proposal.is_none() {
+                return Err(DomainError::Conflict("job-closed-by-owner"));
+            }
+            Ok(vec![JobEvent::JobReopened {
+                job_id,
+                reason: reason.clone(),
+                reopened_at: ctx.now,
+            }])
+        }
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::jobs::proposal::tests::JOB;
+    use crate::jobs::proposal::tests::{JOB, PROPOSAL};
     use crate::testing::*;
+    use uuid::Uuid;
+
+    /// Another proposal to `JOB`.
+    const SECOND: ProposalId = ProposalId::from_uuid(Uuid::from_u128(0x9902));
 
     /// The client's job, budget 1,000.00 USD.
     pub fn draft() -> JobDraft {
@@ -286,6 +339,30 @@ pub(crate) mod tests {
             proposal_id: proposal,
             freelancer_id: freelancer,
             received_at: now(),
+        }
+    }
+
+    /// `JOB` was closed by the acceptance of `PROPOSAL`.
+    pub fn filled() -> JobEvent {
+        JobEvent::JobClosed {
+            job_id: JOB,
+            accepted_proposal_id: Some(PROPOSAL),
+            closed_at: now(),
+        }
+    }
+
+    /// The contract saga reopened `JOB`.
+    pub fn reopened() -> JobEvent {
+        JobEvent::JobReopened {
+            job_id: JOB,
+            reason: "contract-not-initiated".into(),
+            reopened_at: now(),
+        }
+    }
+
+    fn reopen() -> JobCommand {
+        JobCommand::Reopen {
+            reason: "contract-not-initiated".into(),
         }
     }
 
@@ -397,12 +474,9 @@ pub(crate) mod tests {
     fn proposals_fix_the_budget_currency() {
         let mut new = draft();
         new.budget = eur(100_000);
-        given::<Job>([
-            posted(),
-            received(crate::jobs::proposal::tests::PROPOSAL, FREELANCER_ID),
-        ])
-        .when(|j| decide(j, &JobCommand::Update { draft: new.clone() }, &ctx(CLIENT)))
-        .then_err(DomainError::Conflict("currency-fixed-by-proposals"));
+        given::<Job>([posted(), received(PROPOSAL, FREELANCER_ID)])
+            .when(|j| decide(j, &JobCommand::Update { draft: new.clone() }, &ctx(CLIENT)))
+            .then_err(DomainError::Conflict("currency-fixed-by-proposals"));
     }
 
     #[test]
@@ -417,11 +491,8 @@ pub(crate) mod tests {
             },
             received(p::PROPOSAL, FREELANCER_ID),
             closed(),
-            JobEvent::JobClosed {
-                job_id: JOB,
-                accepted_proposal_id: Some(p::PROPOSAL),
-                closed_at: now(),
-            },
+            filled(),
+            reopened(),
         ]);
         assert_round_trip(&[
             p::submitted_by(p::PROPOSAL, FREELANCER_ID, 2),
@@ -451,6 +522,7 @@ pub(crate) mod tests {
                 milestones: p::milestones(p::PROPOSAL, 3),
                 accepted_at: now(),
             },
+            p::reverted(),
         ]);
         // The job's draft is flattened into the payload, as the projectors read it.
         let json = serde_json::to_value(posted()).unwrap();
@@ -477,5 +549,87 @@ pub(crate) mod tests {
         given::<Job>([posted(), closed()])
             .when(|j| decide(j, &JobCommand::Close, &ctx(CLIENT)))
             .then_err(DomainError::Conflict("job-closed"));
+    }
+
+    #[test]
+    fn the_saga_reopens_a_job_closed_by_an_acceptance() {
+        given::<Job>([posted(), received(PROPOSAL, FREELANCER_ID), filled()])
+            .when(|j| decide(j, &reopen(), &ctx(SYSTEM)))
+            .then([reopened()]);
+    }
+
+    #[test]
+    fn a_reopened_job_is_open_without_an_accepted_proposal() {
+        let job = Job::fold(&[posted(), received(PROPOSAL, FREELANCER_ID), filled(), reopened()]);
+        assert!(!job.closed);
+        assert_eq!(job.accepted_proposal, None);
+        // It still knows every proposal it received (the accept decision settles them all).
+        assert_eq!(job.proposals, vec![PROPOSAL]);
+        // The owner edits and closes it as any open job.
+        given_state(job.clone())
+            .when(|j| decide(j, &JobCommand::Update { draft: draft() }, &ctx(CLIENT)))
+            .then_ok();
+        given_state(job)
+            .when(|j| decide(j, &JobCommand::Close, &ctx(CLIENT)))
+            .then([closed()]);
+    }
+
+    #[test]
+    fn a_reopened_job_takes_proposals() {
+        use crate::jobs::submit_proposal::{self, SubmitProposal};
+        let job = Job::fold(&[posted(), received(PROPOSAL, FREELANCER_ID), filled(), reopened()]);
+        let command = SubmitProposal {
+            proposal_id: SECOND,
+            terms: crate::jobs::proposal::tests::terms(1),
+        };
+        let out =
+            submit_proposal::decide((&job, &Default::default()), &command, &ctx(OTHER_FREELANCER)).unwrap();
+        assert_eq!(out.job, [received(SECOND, OTHER_FREELANCER_ID)]);
+    }
+
+    #[test]
+    fn only_the_system_reopens_a_job() {
+        for actor in crate::contracts::contract::tests::USERS {
+            given::<Job>([posted(), received(PROPOSAL, FREELANCER_ID), filled()])
+                .when(|j| decide(j, &reopen(), &ctx(actor)))
+                .then_err(DomainError::Forbidden("system-only"));
+        }
+    }
+
+    #[test]
+    fn only_a_closed_job_is_reopened() {
+        for history in [
+            vec![posted()],
+            // A replayed reopen: the saga dedupes its steps by command id.
+            vec![posted(), received(PROPOSAL, FREELANCER_ID), filled(), reopened()],
+        ] {
+            given::<Job>(history)
+                .when(|j| decide(j, &reopen(), &ctx(SYSTEM)))
+                .then_err(DomainError::Conflict("job-not-closed"));
+        }
+    }
+
+    #[test]
+    fn a_job_closed_by_its_owner_stays_closed() {
+        given::<Job>([posted(), closed()])
+            .when(|j| decide(j, &reopen(), &ctx(SYSTEM)))
+            .then_err(DomainError::Conflict("job-closed-by-owner"));
+        // Nor is a reopened job its owner closed again.
+        given::<Job>([
+            posted(),
+            received(PROPOSAL, FREELANCER_ID),
+            filled(),
+            reopened(),
+            closed(),
+        ])
+        .when(|j| decide(j, &reopen(), &ctx(SYSTEM)))
+        .then_err(DomainError::Conflict("job-closed-by-owner"));
+    }
+
+    #[test]
+    fn reopening_a_missing_job_is_not_found() {
+        given::<Job>([])
+            .when(|j| decide(j, &reopen(), &ctx(SYSTEM)))
+            .then_err(DomainError::NotFound("job"));
     }
 }

@@ -1,7 +1,8 @@
 //! Jobs context: job postings and the proposals freelancers send to them.
 //!
-//! - [`job`]: the Job aggregate (post, update, close).
-//! - [`proposal`]: the Proposal aggregate (update, withdraw, reject) and the proposal terms rules.
+//! - [`job`]: the Job aggregate (post, update, close; reopen, the contract saga's compensation).
+//! - [`proposal`]: the Proposal aggregate (update, withdraw, reject; revert an acceptance, the
+//!   contract saga's compensation) and the proposal terms rules.
 //! - [`submit_proposal`]: submitting, over the job and the new proposal.
 //! - [`accept_proposal`]: accepting, over the job and all its proposals.
 

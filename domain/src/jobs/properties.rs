@@ -1,6 +1,8 @@
 //! Property tests: random command sequences against a job and its proposals, checking after every
 //! step that at most one proposal is accepted, that accepting settled the others and closed the job,
-//! that only the owners acted, and that replaying the events reproduces every state.
+//! that only the owners acted (the contract saga's compensation, reverting an acceptance and
+//! reopening the job, only by the system actor, in either order), and that replaying the events
+//! reproduces every state.
 
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -14,8 +16,9 @@ use super::{
 use crate::testing::*;
 use crate::{Actor, DomainError, JobId, ProposalId, Role};
 
-/// The system actor (index 5) sends no command on jobs and proposals.
+/// The system actor (index 5) sends only the contract saga's compensation on jobs and proposals.
 const ACTORS: [Actor; 6] = [CLIENT, OTHER_CLIENT, FREELANCER, OTHER_FREELANCER, ADMIN, SYSTEM];
+const THE_SYSTEM: usize = 5;
 const PROPOSALS: usize = 4;
 
 fn pid(i: usize) -> ProposalId {
@@ -49,18 +52,38 @@ enum Op {
     Close {
         actor: usize,
     },
+    /// The contract saga reverts an acceptance.
+    Revert {
+        p: usize,
+        actor: usize,
+    },
+    /// The contract saga reopens the job.
+    Reopen {
+        actor: usize,
+    },
+    /// The contract saga's compensation in its order: revert the accepted proposal, then reopen.
+    Compensate {
+        actor: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let p = 0..PROPOSALS;
     let a = 0..ACTORS.len();
+    // A saga's command: mostly the system, sometimes anyone; an acceptance mostly by the owner.
+    let saga = prop_oneof![2 => Just(THE_SYSTEM), 1 => a.clone()];
+    let owner = prop_oneof![2 => Just(0usize), 1 => a.clone()];
+    let freelancer = prop_oneof![1 => 2..4usize, 1 => a.clone()];
     prop_oneof![
-        4 => (p.clone(), a.clone(), 0..=3usize).prop_map(|(p, actor, milestones)| Op::Submit { p, actor, milestones }),
+        4 => (p.clone(), freelancer, 0..=3usize).prop_map(|(p, actor, milestones)| Op::Submit { p, actor, milestones }),
         1 => (p.clone(), a.clone(), 0..=3usize).prop_map(|(p, actor, milestones)| Op::Update { p, actor, milestones }),
         1 => (p.clone(), a.clone()).prop_map(|(p, actor)| Op::Withdraw { p, actor }),
         1 => (p.clone(), a.clone()).prop_map(|(p, actor)| Op::Reject { p, actor }),
-        2 => (p, a.clone()).prop_map(|(p, actor)| Op::Accept { p, actor }),
+        3 => (p.clone(), owner).prop_map(|(p, actor)| Op::Accept { p, actor }),
         1 => a.prop_map(|actor| Op::Close { actor }),
+        2 => (p, saga.clone()).prop_map(|(p, actor)| Op::Revert { p, actor }),
+        1 => saga.clone().prop_map(|actor| Op::Reopen { actor }),
+        2 => saga.prop_map(|actor| Op::Compensate { actor }),
     ]
 }
 
@@ -155,6 +178,47 @@ impl World {
                 assert_eq!(ACTORS[actor], CLIENT, "only the job owner closes");
                 self.job.apply(&events);
             }
+            Op::Revert { p, actor } => {
+                let before = self.proposals[p].state.status();
+                let command = ProposalCommand::RevertAcceptance {
+                    reason: "contract-not-initiated".into(),
+                };
+                let outcome = proposal::decide(&self.proposals[p].state, &command, &ctx(ACTORS[actor]));
+                let events = saga_only(ACTORS[actor], outcome)?;
+                assert_eq!(
+                    before,
+                    Some(ProposalStatus::Accepted),
+                    "only an acceptance is reverted"
+                );
+                self.proposals[p].apply(&events);
+                assert_eq!(self.proposals[p].state.status(), Some(ProposalStatus::Submitted));
+            }
+            Op::Reopen { actor } => {
+                let before = self.job.state.clone();
+                let command = JobCommand::Reopen {
+                    reason: "contract-not-initiated".into(),
+                };
+                let events = saga_only(ACTORS[actor], job::decide(&before, &command, &ctx(ACTORS[actor])))?;
+                assert!(before.closed, "only a closed job is reopened");
+                assert!(
+                    before.accepted_proposal.is_some(),
+                    "only a job closed by an acceptance is reopened"
+                );
+                self.job.apply(&events);
+            }
+            Op::Compensate { actor } => {
+                let p = (0..PROPOSALS)
+                    .find(|i| self.proposals[*i].state.status() == Some(ProposalStatus::Accepted))
+                    .unwrap_or(0);
+                self.step(&Op::Revert { p, actor })?;
+                // The job may have been reopened already (out of order), even closed again since.
+                match self.step(&Op::Reopen { actor }) {
+                    Ok(_)
+                    | Err(DomainError::Conflict("job-not-closed"))
+                    | Err(DomainError::Conflict("job-closed-by-owner")) => {}
+                    Err(e) => panic!("the saga could not reopen the job: {e:?}"),
+                }
+            }
         }
         Ok(true)
     }
@@ -170,14 +234,43 @@ impl World {
         );
         let job = &self.job.state;
         if let Some(&a) = accepted.first() {
+            // The acceptance closed the job; it stands until the saga reopens the job (which it does
+            // after reverting the acceptance, but the domain holds in either order).
+            let reopened_since = self
+                .job
+                .history
+                .iter()
+                .rposition(|e| {
+                    matches!(e, JobEvent::JobClosed { accepted_proposal_id, .. }
+                        if *accepted_proposal_id == Some(pid(a)))
+                })
+                .map(|at| {
+                    self.job.history[at..]
+                        .iter()
+                        .any(|e| matches!(e, JobEvent::JobReopened { .. }))
+                })
+                .expect("an accepted proposal closed the job");
+            if !reopened_since {
+                assert!(job.closed, "a job with an accepted proposal is closed");
+                assert_eq!(job.accepted_proposal, Some(pid(a)));
+            }
+        }
+        if let Some(filled_by) = job.accepted_proposal {
+            // While the job stays closed by an acceptance, that proposal is the only one accepted or
+            // pending (pending again if reverted): accepting settled the others, and a closed job
+            // takes no new proposals.
             assert!(job.closed, "a job with an accepted proposal is closed");
-            assert_eq!(job.accepted_proposal, Some(pid(a)));
-            // Accepting settled every proposal the job had then; none is still pending unless it
-            // arrived later (it cannot: the job is closed).
-            assert!(
-                !statuses.contains(&Some(ProposalStatus::Submitted)),
-                "a pending proposal survived an acceptance: {statuses:?}"
-            );
+            for (i, status) in statuses.iter().enumerate() {
+                if pid(i) != filled_by {
+                    assert!(
+                        matches!(
+                            status,
+                            None | Some(ProposalStatus::Rejected | ProposalStatus::Withdrawn)
+                        ),
+                        "a proposal survived an acceptance: {statuses:?}"
+                    );
+                }
+            }
         }
         let received: Vec<ProposalId> = (0..PROPOSALS)
             .filter(|i| statuses[*i].is_some())
@@ -186,26 +279,67 @@ impl World {
         let mut known = job.proposals.clone();
         known.sort();
         assert_eq!(known, received, "the job knows exactly the submitted proposals");
-        // Every accepted-proposal event was emitted once, on one stream.
-        let accepted_events = self
-            .proposals
-            .iter()
-            .flat_map(|p| &p.history)
-            .filter(|e| matches!(e, ProposalEvent::ProposalAccepted { .. }))
-            .count();
-        assert!(accepted_events <= 1);
-        let closes = self
-            .job
-            .history
-            .iter()
-            .filter(|e| matches!(e, JobEvent::JobClosed { .. }))
-            .count();
-        assert!(closes <= 1, "a job closes once");
+        // Each proposal's acceptances and reverts alternate, starting with an acceptance.
+        for p in &self.proposals {
+            let mut accepted = false;
+            for e in &p.history {
+                match e {
+                    ProposalEvent::ProposalAccepted { .. } => {
+                        assert!(!accepted, "accepted twice without a revert");
+                        accepted = true;
+                    }
+                    ProposalEvent::ProposalAcceptanceReverted { .. } => {
+                        assert!(accepted, "reverted without an acceptance");
+                        accepted = false;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // The job's closes and reopenings alternate, starting with a close; only a close by an
+        // acceptance is reopened.
+        let mut filled: Option<Option<ProposalId>> = None;
+        for e in &self.job.history {
+            match e {
+                JobEvent::JobClosed {
+                    accepted_proposal_id, ..
+                } => {
+                    assert!(filled.is_none(), "a closed job closes again");
+                    filled = Some(*accepted_proposal_id);
+                }
+                JobEvent::JobReopened { .. } => {
+                    assert!(
+                        matches!(filled, Some(Some(_))),
+                        "only a job closed by an acceptance reopens"
+                    );
+                    filled = None;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(filled.is_some(), job.closed);
         self.job.assert_replays();
         for p in &self.proposals {
             p.assert_replays();
         }
     }
+}
+
+/// A saga's command: refused with `system-only` exactly when a user sends it (after `NotFound` for a
+/// missing stream, which is checked first).
+#[track_caller]
+fn saga_only<T: std::fmt::Debug>(actor: Actor, outcome: Result<T, DomainError>) -> Result<T, DomainError> {
+    match &outcome {
+        Err(DomainError::NotFound(_)) => {}
+        Err(DomainError::Forbidden("system-only")) => {
+            assert!(!actor.is_system(), "the system is refused its own command")
+        }
+        other => assert!(
+            actor.is_system(),
+            "only the system sends a saga's command: got {other:?}"
+        ),
+    }
+    outcome
 }
 
 fn pid_index(id: ProposalId) -> usize {

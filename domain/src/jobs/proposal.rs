@@ -1,7 +1,8 @@
 //! The Proposal aggregate: a freelancer's offer to do a job in milestones.
 //!
 //! Submitting reads the job too (see [`super::submit_proposal`]); accepting spans the job and all
-//! its proposals (see [`super::accept_proposal`]). This file holds the single-stream commands.
+//! its proposals (see [`super::accept_proposal`]). This file holds the single-stream commands,
+//! among them the contract saga's compensation [`ProposalCommand::RevertAcceptance`] (DESIGN §7).
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -179,6 +180,16 @@ pub enum ProposalCommand {
     Withdraw,
     /// The job's client turns a pending proposal down.
     Reject,
+    /// Compensation when the contract of an accepted proposal cannot be initiated (DESIGN §7): the
+    /// acceptance is undone and the proposal is pending again, so the client may accept it again
+    /// once the job is reopened ([`super::job::JobCommand::Reopen`]). Sent by the contract saga as
+    /// the system actor, before it reopens the job; only an accepted proposal is reverted
+    /// (`proposal-not-accepted` otherwise, so a replayed revert is a conflict: the saga dedupes by
+    /// command id). The proposals that acceptance rejected stay rejected.
+    RevertAcceptance {
+        /// Why the contract could not be initiated (free text, recorded in the event).
+        reason: String,
+    },
 }
 
 /// Events of a proposal stream.
@@ -255,6 +266,18 @@ pub enum ProposalEvent {
         /// When.
         accepted_at: Timestamp,
     },
+    /// The acceptance was undone because its contract could not be initiated (DESIGN §7): the
+    /// proposal is pending (`SUBMITTED`) again. The job is reopened by its own `JobReopened`.
+    ProposalAcceptanceReverted {
+        /// The proposal.
+        proposal_id: ProposalId,
+        /// The job it is for.
+        job_id: JobId,
+        /// Why the contract could not be initiated.
+        reason: String,
+        /// When.
+        reverted_at: Timestamp,
+    },
 }
 
 impl DomainEvent for ProposalEvent {
@@ -265,6 +288,7 @@ impl DomainEvent for ProposalEvent {
             Self::ProposalWithdrawn { .. } => "ProposalWithdrawn",
             Self::ProposalRejected { .. } => "ProposalRejected",
             Self::ProposalAccepted { .. } => "ProposalAccepted",
+            Self::ProposalAcceptanceReverted { .. } => "ProposalAcceptanceReverted",
         }
     }
 }
@@ -273,7 +297,7 @@ impl DomainEvent for ProposalEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProposalStatus {
-    /// Waiting for the client.
+    /// Waiting for the client (also after an acceptance was reverted).
     Submitted,
     /// Taken back by the freelancer.
     Withdrawn,
@@ -346,6 +370,7 @@ impl Aggregate for Proposal {
             ProposalEvent::ProposalWithdrawn { .. } => self.set_status(ProposalStatus::Withdrawn),
             ProposalEvent::ProposalRejected { .. } => self.set_status(ProposalStatus::Rejected),
             ProposalEvent::ProposalAccepted { .. } => self.set_status(ProposalStatus::Accepted),
+            ProposalEvent::ProposalAcceptanceReverted { .. } => self.set_status(ProposalStatus::Submitted),
         }
     }
 }
@@ -430,6 +455,18 @@ pub fn decide(
                 proposal_id: p.id,
                 job_id: p.job_id,
                 rejected_at: ctx.now,
+            }])
+        }
+        ProposalCommand::RevertAcceptance { reason } => {
+            ctx.ensure_system()?;
+            if p.status != ProposalStatus::Accepted {
+                return Err(DomainError::Conflict("proposal-not-accepted"));
+            }
+            Ok(vec![ProposalEvent::ProposalAcceptanceReverted {
+                proposal_id: p.id,
+                job_id: p.job_id,
+                reason: reason.clone(),
+                reverted_at: ctx.now,
             }])
         }
     }
@@ -630,6 +667,92 @@ pub(crate) mod tests {
         given::<Proposal>([submitted(), withdrawn()])
             .when(|p| decide(p, &ProposalCommand::Reject, &ctx(CLIENT)))
             .then_err(DomainError::Conflict("proposal-withdrawn"));
+    }
+
+    /// The client accepted `PROPOSAL` (as [`super::super::accept_proposal`] records it).
+    pub fn accepted() -> ProposalEvent {
+        ProposalEvent::ProposalAccepted {
+            proposal_id: PROPOSAL,
+            job_id: JOB,
+            client_id: CLIENT_ID,
+            freelancer_id: FREELANCER_ID,
+            contract_id: ContractId::for_proposal(PROPOSAL),
+            milestones: milestones(PROPOSAL, 2),
+            accepted_at: now(),
+        }
+    }
+
+    /// The contract saga reverted the acceptance of `PROPOSAL`.
+    pub fn reverted() -> ProposalEvent {
+        ProposalEvent::ProposalAcceptanceReverted {
+            proposal_id: PROPOSAL,
+            job_id: JOB,
+            reason: "contract-not-initiated".into(),
+            reverted_at: now(),
+        }
+    }
+
+    fn revert() -> ProposalCommand {
+        ProposalCommand::RevertAcceptance {
+            reason: "contract-not-initiated".into(),
+        }
+    }
+
+    #[test]
+    fn the_saga_reverts_an_accepted_proposal_as_the_system() {
+        given::<Proposal>([submitted(), accepted()])
+            .when(|p| decide(p, &revert(), &ctx(SYSTEM)))
+            .then([reverted()]);
+    }
+
+    #[test]
+    fn a_reverted_proposal_is_pending_again() {
+        let proposal = Proposal::fold(&[submitted(), accepted(), reverted()]);
+        assert_eq!(proposal.status(), Some(ProposalStatus::Submitted));
+        // Its terms are unchanged, and the parties act on it as on any pending proposal.
+        assert_eq!(proposal, Proposal::fold(&[submitted()]));
+        given_state(proposal.clone())
+            .when(|p| decide(p, &ProposalCommand::Withdraw, &ctx(FREELANCER)))
+            .then([withdrawn()]);
+        given_state(proposal)
+            .when(|p| decide(p, &ProposalCommand::Reject, &ctx(CLIENT)))
+            .then_ok();
+    }
+
+    #[test]
+    fn only_the_system_reverts_an_acceptance() {
+        for actor in crate::contracts::contract::tests::USERS {
+            given::<Proposal>([submitted(), accepted()])
+                .when(|p| decide(p, &revert(), &ctx(actor)))
+                .then_err(DomainError::Forbidden("system-only"));
+        }
+    }
+
+    #[test]
+    fn only_an_accepted_proposal_is_reverted() {
+        let rejected = ProposalEvent::ProposalRejected {
+            proposal_id: PROPOSAL,
+            job_id: JOB,
+            rejected_at: now(),
+        };
+        for history in [
+            vec![submitted()],
+            vec![submitted(), withdrawn()],
+            vec![submitted(), rejected],
+            // A replayed revert: the saga dedupes its steps by command id.
+            vec![submitted(), accepted(), reverted()],
+        ] {
+            given::<Proposal>(history)
+                .when(|p| decide(p, &revert(), &ctx(SYSTEM)))
+                .then_err(DomainError::Conflict("proposal-not-accepted"));
+        }
+    }
+
+    #[test]
+    fn reverting_a_missing_proposal_is_not_found() {
+        given::<Proposal>([])
+            .when(|p| decide(p, &revert(), &ctx(SYSTEM)))
+            .then_err(DomainError::NotFound("proposal"));
     }
 
     #[test]

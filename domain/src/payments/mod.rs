@@ -1,7 +1,7 @@
 //! Payments context: wallets, payment requests and withdrawals.
 //!
 //! - [`wallet`]: the Wallet aggregate (one per user; open, deposit; never below zero).
-//! - [`payment_request`]: the PaymentRequest aggregate (create, expire).
+//! - [`payment_request`]: the PaymentRequest aggregate (create, expire, cancel).
 //! - [`pay_request`]: paying, over the request and both wallets.
 //! - [`withdrawal`]: the Withdrawal aggregate, over its wallet (reserve, then take out or release).
 

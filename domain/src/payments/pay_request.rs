@@ -1,7 +1,8 @@
 //! Paying a payment request: a decision over the request and the client's and the freelancer's
 //! wallets (DESIGN §2). The request is paid once; the client's wallet is debited and the
 //! freelancer's credited in one append over the three streams; insufficient funds → 409, nothing
-//! written. The freelancer's wallet opens on its first credit.
+//! written. The freelancer's wallet opens on its first credit. Only a pending request is paid: not
+//! one already paid, expired or cancelled.
 
 use crate::{
     Context, DomainError,
@@ -94,7 +95,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payments::payment_request::tests::{created, paid, request_id};
+    use crate::payments::payment_request::tests::{cancelled, created, paid, request_id};
     use crate::payments::wallet::tests::{deposited, opened_usd, wallet_with};
     use crate::testing::*;
     use crate::{Actor, Aggregate, WalletId};
@@ -175,6 +176,17 @@ mod tests {
             CLIENT,
         )
         .then_err(DomainError::Conflict("payment-request-already-paid"));
+    }
+
+    #[test]
+    fn a_cancelled_request_cannot_be_paid() {
+        run(
+            PaymentRequest::fold(&[created(), cancelled()]),
+            wallet_with(CLIENT_ID, 10_000),
+            Wallet::default(),
+            CLIENT,
+        )
+        .then_err(DomainError::Conflict("payment-request-cancelled"));
     }
 
     #[test]

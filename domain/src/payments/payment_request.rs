@@ -1,5 +1,6 @@
 //! The PaymentRequest aggregate: what a client owes for an accepted milestone. Paid once
-//! (through [`super::pay_request`], which also moves the money), or expired when left unpaid.
+//! (through [`super::pay_request`], which also moves the money), expired when left unpaid, or
+//! cancelled by a saga while pending. PENDING → PAID | EXPIRED | CANCELLED; the last three are final.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,13 @@ pub enum PaymentRequestCommand {
     },
     /// Close a request left unpaid past its due time (sent by the deadline saga as the system actor).
     Expire,
+    /// Withdraw a pending request that must no longer be paid (sent by a saga as the system actor);
+    /// a request that is not pending answers `payment-request-not-pending`. A cancelled request is
+    /// neither paid nor expired.
+    Cancel {
+        /// Why (free text, recorded in the event).
+        reason: String,
+    },
 }
 
 /// Events of a payment request stream.
@@ -79,6 +87,17 @@ pub enum PaymentRequestEvent {
         /// When.
         expired_at: Timestamp,
     },
+    /// A saga cancelled it while pending: it will not be paid.
+    PaymentRequestCancelled {
+        /// The request.
+        payment_request_id: PaymentRequestId,
+        /// The contract.
+        contract_id: ContractId,
+        /// Why.
+        reason: String,
+        /// When.
+        cancelled_at: Timestamp,
+    },
 }
 
 impl DomainEvent for PaymentRequestEvent {
@@ -87,6 +106,7 @@ impl DomainEvent for PaymentRequestEvent {
             Self::PaymentRequestCreated { .. } => "PaymentRequestCreated",
             Self::PaymentRequestPaid { .. } => "PaymentRequestPaid",
             Self::PaymentRequestExpired { .. } => "PaymentRequestExpired",
+            Self::PaymentRequestCancelled { .. } => "PaymentRequestCancelled",
         }
     }
 }
@@ -101,6 +121,8 @@ pub enum PaymentRequestStatus {
     Paid,
     /// Left unpaid past its due time.
     Expired,
+    /// Cancelled by a saga while pending.
+    Cancelled,
 }
 
 /// What decisions need to know about a payment request.
@@ -147,6 +169,7 @@ impl CreatedPaymentRequest {
             PaymentRequestStatus::Pending => Ok(()),
             PaymentRequestStatus::Paid => Err(DomainError::Conflict("payment-request-already-paid")),
             PaymentRequestStatus::Expired => Err(DomainError::Conflict("payment-request-expired")),
+            PaymentRequestStatus::Cancelled => Err(DomainError::Conflict("payment-request-cancelled")),
         }
     }
 }
@@ -182,6 +205,9 @@ impl Aggregate for PaymentRequest {
             PaymentRequestEvent::PaymentRequestPaid { .. } => self.set_status(PaymentRequestStatus::Paid),
             PaymentRequestEvent::PaymentRequestExpired { .. } => {
                 self.set_status(PaymentRequestStatus::Expired)
+            }
+            PaymentRequestEvent::PaymentRequestCancelled { .. } => {
+                self.set_status(PaymentRequestStatus::Cancelled)
             }
         }
     }
@@ -262,6 +288,19 @@ pub fn decide(
                 expired_at: ctx.now,
             }])
         }
+        PaymentRequestCommand::Cancel { reason } => {
+            let r = request.existing()?;
+            ctx.ensure_system()?;
+            if r.status != PaymentRequestStatus::Pending {
+                return Err(DomainError::Conflict("payment-request-not-pending"));
+            }
+            Ok(vec![PaymentRequestEvent::PaymentRequestCancelled {
+                payment_request_id: r.id,
+                contract_id: r.contract_id,
+                reason: reason.clone(),
+                cancelled_at: ctx.now,
+            }])
+        }
     }
 }
 
@@ -314,6 +353,22 @@ pub(crate) mod tests {
             freelancer_id: FREELANCER_ID,
             amount: usd(10_000),
             paid_at: now(),
+        }
+    }
+
+    /// The request for milestone 0 was cancelled.
+    pub fn cancelled() -> PaymentRequestEvent {
+        PaymentRequestEvent::PaymentRequestCancelled {
+            payment_request_id: request_id(),
+            contract_id: contract_id(),
+            reason: "contract-terminated".into(),
+            cancelled_at: now(),
+        }
+    }
+
+    fn cancel() -> PaymentRequestCommand {
+        PaymentRequestCommand::Cancel {
+            reason: "contract-terminated".into(),
         }
     }
 
@@ -430,6 +485,71 @@ pub(crate) mod tests {
 
     #[test]
     fn payment_request_events_round_trip() {
-        assert_round_trip(&[created(), paid(), expired(later(DAY))]);
+        assert_round_trip(&[created(), paid(), expired(later(DAY)), cancelled()]);
+    }
+
+    #[test]
+    fn the_saga_cancels_a_pending_request_as_the_system() {
+        given::<PaymentRequest>([created()])
+            .when(|r| decide(r, &cancel(), &ctx(SYSTEM)))
+            .then([cancelled()]);
+        let request = PaymentRequest::fold(&[created(), cancelled()]);
+        assert_eq!(
+            request.existing().map(|r| r.status),
+            Ok(PaymentRequestStatus::Cancelled)
+        );
+    }
+
+    #[test]
+    fn only_the_system_cancels_a_request() {
+        for actor in USERS {
+            given::<PaymentRequest>([created()])
+                .when(|r| decide(r, &cancel(), &ctx(actor)))
+                .then_err(DomainError::Forbidden("system-only"));
+        }
+    }
+
+    #[test]
+    fn only_a_pending_request_is_cancelled() {
+        for history in [
+            vec![created(), paid()],
+            vec![created(), expired(later(8 * DAY))],
+            // A replayed cancel: the saga dedupes its steps by command id.
+            vec![created(), cancelled()],
+        ] {
+            given::<PaymentRequest>(history)
+                .when(|r| decide(r, &cancel(), &ctx(SYSTEM)))
+                .then_err(DomainError::Conflict("payment-request-not-pending"));
+        }
+    }
+
+    #[test]
+    fn a_cancelled_request_does_not_expire() {
+        given::<PaymentRequest>([created(), cancelled()])
+            .when(|r| decide(r, &PaymentRequestCommand::Expire, &ctx_at(SYSTEM, later(8 * DAY))))
+            .then_err(DomainError::Conflict("payment-request-cancelled"));
+    }
+
+    #[test]
+    fn a_cancelled_request_is_not_created_again() {
+        // A replayed MilestoneAccepted after the cancel creates nothing.
+        given::<PaymentRequest>([created(), cancelled()])
+            .when(|r| decide(r, &create(), &ctx(SYSTEM)))
+            .then([]);
+    }
+
+    #[test]
+    fn cancelling_a_missing_request_is_not_found() {
+        given::<PaymentRequest>([])
+            .when(|r| decide(r, &cancel(), &ctx(SYSTEM)))
+            .then_err(DomainError::NotFound("payment-request"));
+    }
+
+    #[test]
+    fn cancelled_is_recorded_in_screaming_snake_case() {
+        assert_eq!(
+            serde_json::to_value(PaymentRequestStatus::Cancelled).unwrap(),
+            "CANCELLED"
+        );
     }
 }

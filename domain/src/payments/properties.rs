@@ -1,6 +1,7 @@
 //! Property tests: random deposits, payment requests, payments and withdrawals over four users'
 //! wallets, checking after every step that no balance goes below zero, that reservations match the
-//! open withdrawals, that money is conserved, that a payment request is paid once, that only the
+//! open withdrawals, that money is conserved, that a payment request is paid once and finishes
+//! (paid, expired or cancelled) once, that only the
 //! system actor sends the sagas' and the payout worker's commands and never a user's, and that
 //! replaying the events reproduces every state.
 
@@ -10,7 +11,9 @@ use uuid::Uuid;
 
 use super::{
     pay_request::{self, PayRequest},
-    payment_request::{self, PaymentRequest, PaymentRequestCommand, PaymentRequestEvent},
+    payment_request::{
+        self, PaymentRequest, PaymentRequestCommand, PaymentRequestEvent, PaymentRequestStatus,
+    },
     wallet::{self, Wallet, WalletCommand, WalletEvent},
     withdrawal::{self, Withdrawal, WithdrawalCommand, WithdrawalEvent, WithdrawalStatus},
 };
@@ -56,6 +59,10 @@ enum Op {
         actor: usize,
         days: i64,
     },
+    CancelRequest {
+        slot: usize,
+        actor: usize,
+    },
     Withdraw {
         slot: usize,
         user: usize,
@@ -96,6 +103,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(slot, payer, payee, minor, actor)| Op::CreateRequest { slot, payer, payee, minor, actor }),
         3 => (s.clone(), payer).prop_map(|(slot, actor)| Op::Pay { slot, actor }),
         1 => (s.clone(), system.clone(), 0..10i64).prop_map(|(slot, actor, days)| Op::Expire { slot, actor, days }),
+        1 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::CancelRequest { slot, actor }),
         3 => (s.clone(), 0..USERS, user, -10..3_000i64)
             .prop_map(|(slot, user, actor, minor)| Op::Withdraw { slot, user, actor, minor }),
         2 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::Start { slot, actor }),
@@ -212,6 +220,22 @@ impl World {
                 );
                 let events = saga_only(ACTORS[actor], outcome)?;
                 assert_eq!(ACTORS[actor], SYSTEM, "only the deadline saga expires a request");
+                self.requests[slot].apply(&events);
+            }
+            Op::CancelRequest { slot, actor } => {
+                let before = self.requests[slot].state.created.clone();
+                let command = PaymentRequestCommand::Cancel {
+                    reason: "stop".into(),
+                };
+                let outcome =
+                    payment_request::decide(&self.requests[slot].state, &command, &ctx(ACTORS[actor]));
+                let events = saga_only(ACTORS[actor], outcome)?;
+                assert_eq!(ACTORS[actor], SYSTEM, "only a saga cancels a request");
+                assert_eq!(
+                    before.map(|r| r.status),
+                    Some(PaymentRequestStatus::Pending),
+                    "only a pending request is cancelled"
+                );
                 self.requests[slot].apply(&events);
             }
             Op::Withdraw {
@@ -331,6 +355,19 @@ impl World {
                 .filter(|e| matches!(e, PaymentRequestEvent::PaymentRequestPaid { .. }))
                 .count();
             assert!(paid <= 1, "a payment request is paid once");
+            let finals = r
+                .history
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        PaymentRequestEvent::PaymentRequestPaid { .. }
+                            | PaymentRequestEvent::PaymentRequestExpired { .. }
+                            | PaymentRequestEvent::PaymentRequestCancelled { .. }
+                    )
+                })
+                .count();
+            assert!(finals <= 1, "a payment request finishes once");
             let id = PaymentRequestId::for_milestone(milestone(slot));
             let debits = self
                 .wallets

@@ -1,6 +1,6 @@
 //! A marketplace to test writes in: two clients, two freelancers, and helpers that build jobs,
-//! proposals, contracts and payment requests. Contracts and payment requests are made the way the
-//! sagas make them: through the ledger's command path as the system actor (no HTTP route exists).
+//! proposals, contracts and payment requests. Contracts and payment requests are made by the
+//! sagas (no HTTP route makes them): the helpers wait for them in the ledger.
 
 use anyhow::Context as _;
 use chrono::{Days, Utc};
@@ -12,9 +12,13 @@ use domain::{
 };
 use infra::ledger::{EventMetadata, Ledger};
 use reqwest::{Method, Response, StatusCode};
-use scenarios::harness::{Platform, expect};
+use scenarios::harness::{Platform, eventually, expect};
+use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// How long a saga may take to act on an event here.
+const SAGA_DEADLINE: Duration = Duration::from_secs(20);
 
 /// A signed-up user.
 pub struct User {
@@ -123,8 +127,8 @@ impl World {
         .await
     }
 
-    /// Accept `proposal` over HTTP, then initiate its contract as the contract saga does. The
-    /// contract's id and its milestones' ids.
+    /// Accept `proposal` over HTTP and wait until the contract saga has initiated its
+    /// contract. The contract's id and its milestones' ids.
     pub async fn contract(&self, job: &str, proposal: &str) -> anyhow::Result<(String, Vec<String>)> {
         self.ok(
             Method::POST,
@@ -134,29 +138,19 @@ impl World {
             StatusCode::OK,
         )
         .await?;
-        let proposal_id: ProposalId = proposal.parse()?;
-        let accepted = self.ledger.load::<Proposal>(proposal_id.as_uuid()).await?.state;
-        let p = accepted.submitted.context("proposal not in the ledger")?;
-        let contract_id = ContractId::for_proposal(proposal_id);
-        let command = ContractCommand::Initiate {
-            contract_id,
-            proposal_id,
-            job_id: p.job_id,
-            client_id: p.client_id,
-            freelancer_id: p.freelancer_id,
-            milestones: p.milestones.clone(),
-        };
-        self.ledger
-            .execute::<Contract>(contract_id.as_uuid(), system_metadata(), |c| {
-                contracts::contract::decide(c, &command, &system())
-            })
-            .await?;
-        let milestones = p.milestones.iter().map(|m| m.milestone_id.to_string()).collect();
+        let contract_id = ContractId::for_proposal(proposal.parse::<ProposalId>()?);
+        let contract = eventually(SAGA_DEADLINE, || async {
+            let loaded = self.ledger.load::<Contract>(contract_id.as_uuid()).await?;
+            Ok(loaded.state.initiated)
+        })
+        .await
+        .context("the contract saga did not initiate the contract")?;
+        let milestones = contract.milestones.iter().map(|m| m.id.to_string()).collect();
         Ok((contract_id.to_string(), milestones))
     }
 
-    /// Work `milestone` to acceptance over HTTP, then create its payment request as the payment
-    /// saga does. The request's id.
+    /// Work `milestone` to acceptance over HTTP, then wait until the payment
+    /// saga has created it. The request's id.
     pub async fn payment_request(&self, contract: &str, milestone: &str) -> anyhow::Result<String> {
         let base = format!("/api/v1/contracts/{contract}/milestones/{milestone}");
         for _ in 0..2 {
@@ -181,28 +175,17 @@ impl World {
         self.create_payment_request(contract, milestone).await
     }
 
-    /// Create the payment request of an accepted milestone as the payment saga does.
+    /// Wait until the payment saga has created the payment request of an accepted milestone;
+    /// its id.
     pub async fn create_payment_request(&self, contract: &str, milestone: &str) -> anyhow::Result<String> {
-        let contract_id: ContractId = contract.parse()?;
-        let milestone_id: MilestoneId = milestone.parse()?;
-        let c = self.ledger.load::<Contract>(contract_id.as_uuid()).await?.state;
-        let c = c.initiated.context("no contract")?;
-        let m = c.milestone(milestone_id)?;
-        let request_id = PaymentRequestId::for_milestone(milestone_id);
-        let command = PaymentRequestCommand::Create {
-            payment_request_id: request_id,
-            contract_id,
-            milestone_id,
-            client_id: c.client_id,
-            freelancer_id: c.freelancer_id,
-            amount: m.amount,
-            due_at: Timestamp::from_datetime(Utc::now() + chrono::Duration::days(14)),
-        };
-        self.ledger
-            .execute::<PaymentRequest>(request_id.as_uuid(), system_metadata(), |r| {
-                payment_request::decide(r, &command, &system())
-            })
-            .await?;
+        let _: ContractId = contract.parse()?;
+        let request_id = PaymentRequestId::for_milestone(milestone.parse::<MilestoneId>()?);
+        eventually(SAGA_DEADLINE, || async {
+            let loaded = self.ledger.load::<PaymentRequest>(request_id.as_uuid()).await?;
+            Ok(loaded.state.created.map(|_| ()))
+        })
+        .await
+        .context("the payment saga did not create the payment request")?;
         Ok(request_id.to_string())
     }
 

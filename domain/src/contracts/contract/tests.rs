@@ -311,6 +311,25 @@ fn a_replayed_payment_changes_nothing() {
 }
 
 #[test]
+fn a_replayed_payment_on_an_active_contract_changes_nothing() {
+    // Milestone 0 is paid by its request, milestone 1 is not: the replay neither pays again nor
+    // completes the contract.
+    let history = vec![
+        initiated(2),
+        started(0),
+        submitted(0),
+        accepted(0),
+        paid(0),
+        started(1),
+        submitted(1),
+        accepted(1),
+    ];
+    run(history.clone(), SYSTEM, mark_paid(0)).then([]);
+    // The last milestone's payment still completes it.
+    run(history, SYSTEM, mark_paid(1)).then([paid(1), completed()]);
+}
+
+#[test]
 fn nothing_changes_on_a_completed_contract() {
     let history = vec![
         initiated(1),

@@ -1,0 +1,184 @@
+//! Starting the sagas service: one consumer group per process manager (scale by running more
+//! instances), the deadline poller, and the HTTP endpoint (health, readiness, metrics, history).
+
+use anyhow::Context as _;
+use axum::Router;
+use domain::BoundedContext;
+use futures::FutureExt;
+use infra::{
+    config::{Config, KafkaConfig},
+    http::{auth::TokenKeys, health, openapi, with_common_layers},
+    kafka::{
+        self,
+        consumer::{self, ConsumerOptions, EventHandler, HandlerError},
+    },
+    ledger::{Ledger, RecordedEvent, Upcasters},
+    sagas::SagaStore,
+};
+use std::{future::Future, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use utoipa::OpenApi;
+
+use crate::{
+    completion::Completion,
+    contract_initiation::ContractInitiation,
+    deadlines::Deadlines,
+    payments::PaymentRequests,
+    routes::{self, SagasState},
+    saga::Saga,
+};
+
+/// Attempts before a saga parks an event: a saga step must not give up on a short outage.
+const SAGA_ATTEMPTS: u32 = 12;
+
+/// Every process manager, as one handler type.
+pub enum ProcessManager {
+    /// ProposalAccepted → contract.
+    ContractInitiation(ContractInitiation),
+    /// MilestoneAccepted → payment request; TerminationAccepted → cancellations.
+    PaymentRequests(PaymentRequests),
+    /// PaymentRequestPaid → milestone paid.
+    Completion(Completion),
+}
+
+impl EventHandler for ProcessManager {
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
+        match self {
+            Self::ContractInitiation(s) => s.handle(event).await,
+            Self::PaymentRequests(s) => s.handle(event).await,
+            Self::Completion(s) => s.handle(event).await,
+        }
+    }
+}
+
+/// The running sagas service.
+pub struct Sagas {
+    listener: TcpListener,
+    router: Router,
+    tasks: JoinSet<anyhow::Result<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Sagas {
+    /// Connect to the ledger (migrating it), start every consumer group and the poller, bind.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let keys = TokenKeys::new(&config.auth)?;
+        let ledger = Ledger::connect(&config.postgres)
+            .await
+            .context("could not connect to the ledger (WORKUP_PG_URL)")?;
+        kafka::ensure_topics(&config.kafka, &kafka::context_topics(&config.kafka), false)
+            .await
+            .context("could not create the Kafka topics (WORKUP_KAFKA_BROKERS)")?;
+        let store = SagaStore::new(ledger.pool().clone());
+        let saga = |name| Saga {
+            name,
+            ledger: ledger.clone(),
+            store: store.clone(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut spawn = |name: &'static str, context, manager| {
+            spawn_consumer(&mut tasks, &config.kafka, &stopped, name, context, manager)
+        };
+        spawn(
+            "contract-initiation",
+            BoundedContext::Jobs,
+            ProcessManager::ContractInitiation(ContractInitiation {
+                saga: saga("contract-initiation"),
+                upcasters: Upcasters::current(),
+            }),
+        );
+        let period = chrono::Duration::seconds(i64::try_from(config.sagas.payment_request_period_secs)?);
+        spawn(
+            "payment-requests",
+            BoundedContext::Contracts,
+            ProcessManager::PaymentRequests(PaymentRequests {
+                saga: saga("payment-requests"),
+                period,
+                upcasters: Upcasters::current(),
+            }),
+        );
+        spawn(
+            "completion",
+            BoundedContext::Payments,
+            ProcessManager::Completion(Completion {
+                saga: saga("completion"),
+                upcasters: Upcasters::current(),
+            }),
+        );
+        let deadlines = Deadlines {
+            saga: saga("deadlines"),
+            every: Duration::from_millis(config.sagas.deadline_poll_ms),
+        };
+        tasks.spawn(deadlines.run(stopped.clone()));
+
+        let ledger_check = health::ready_check("ledger", ledger.clone(), |l| async move { l.ping().await });
+        let api = routes::router().with_state(SagasState { keys, store });
+        let router = with_common_layers(
+            Router::new()
+                .nest("/api/v1", api)
+                .merge(health::router("sagas", vec![ledger_check]))
+                .merge(openapi::router(routes::ApiDoc::openapi())),
+            &config.http,
+        );
+        let address = format!("{}:{}", config.http.host, config.sagas.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("could not listen on {address} (WORKUP_SAGAS_PORT)"))?;
+        Ok(Self {
+            listener,
+            router,
+            tasks,
+            stop,
+        })
+    }
+
+    /// The port of the HTTP endpoint.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Run until `shutdown` resolves or a task fails; then stop every consumer (finishing the
+    /// event in flight and committing) and the poller.
+    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(port = self.port(), "sagas running");
+        let (server_stop, server_stopped) = watch::channel(false);
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            let mut stopped = server_stopped;
+            let _ = stopped.changed().await;
+        });
+        let server = tokio::spawn(async move { server.await });
+        let failed = tokio::select! {
+            _ = shutdown.map(|_| ()) => None,
+            Some(result) = self.tasks.join_next() => Some(result),
+        };
+        let _ = self.stop.send(true);
+        let _ = server_stop.send(true);
+        while let Some(result) = self.tasks.join_next().await {
+            result??;
+        }
+        server.await??;
+        match failed {
+            Some(result) => {
+                result??;
+                anyhow::bail!("a saga stopped unexpectedly")
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Start consumer group `name` on the topic of `context`, feeding `manager`.
+fn spawn_consumer(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    kafka: &KafkaConfig,
+    stopped: &watch::Receiver<bool>,
+    name: &'static str,
+    context: BoundedContext,
+    manager: ProcessManager,
+) {
+    let mut options = ConsumerOptions::new(name, vec![kafka.context_topic(context)]);
+    options.max_attempts = SAGA_ATTEMPTS;
+    let (kafka, stopped, manager) = (kafka.clone(), stopped.clone(), Arc::new(manager));
+    tasks.spawn(async move { Ok(consumer::run(&kafka, options, manager, stopped).await?) });
+}
