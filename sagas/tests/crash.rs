@@ -23,6 +23,11 @@ struct SagasProcess(Child);
 
 impl SagasProcess {
     fn start(env: &TestEnv, payment_period_secs: u64) -> anyhow::Result<Self> {
+        Self::start_on(env, payment_period_secs, 0)
+    }
+
+    /// Started with its HTTP endpoint on `port`.
+    fn start_on(env: &TestEnv, payment_period_secs: u64, port: u16) -> anyhow::Result<Self> {
         let config = &env.config;
         let secret = config.auth.jwt_secret.as_ref().context("test secret")?;
         let child = Command::new(env!("CARGO_BIN_EXE_sagas"))
@@ -32,7 +37,7 @@ impl SagasProcess {
             .env("WORKUP_KAFKA_PARTITIONS", config.kafka.partitions.to_string())
             .env("WORKUP_KAFKA_FETCH_WAIT_MS", "10")
             .env("WORKUP_JWT_SECRET", secret.expose_secret())
-            .env("WORKUP_SAGAS_PORT", "0")
+            .env("WORKUP_SAGAS_PORT", port.to_string())
             .env("WORKUP_DEADLINE_POLL_MS", "200")
             .env("WORKUP_PAYMENT_REQUEST_PERIOD_SECS", payment_period_secs.to_string())
             .env("RUST_LOG", std::env::var("SAGAS_LOG").unwrap_or_else(|_| "warn".into()))
@@ -238,5 +243,89 @@ async fn a_payment_request_deadline_fires_after_a_sagas_restart() -> anyhow::Res
         .post(&format!("/payments/requests/{request}/pay"), Some(&client), json!({}), StatusCode::CONFLICT)
         .await?;
     sagas.kill()?;
+    stack.stop().await
+}
+
+/// A port free now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_republished_proposal_accepted_creates_no_second_contract() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let (client, _, job, proposal) = stack.proposal().await?;
+    let sagas = SagasProcess::start(&stack.env, 3600)?;
+    stack
+        .post(&format!("/jobs/{job}/proposals/{proposal}/accept"), Some(&client), json!({}), StatusCode::OK)
+        .await?;
+    eventually("the contract is initiated", || async { Ok(stack.count("ContractInitiated").await? == 1) }).await?;
+    // A new process (no in-memory de-duplication) and the relay publishing the event again.
+    sagas.kill()?;
+    let port = free_port()?;
+    let _sagas = SagasProcess::start_on(&stack.env, 3600, port)?;
+    let ledger = stack.env.ledger().await?;
+    sqlx::query(
+        "INSERT INTO outbox (global_position, topic_context)
+         SELECT global_position, 'jobs' FROM events WHERE event_type = 'ProposalAccepted'",
+    )
+    .execute(ledger.pool())
+    .await?;
+    sqlx::query("SELECT pg_notify('workup_outbox', '')").execute(ledger.pool()).await?;
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    eventually("the republished event is answered by the ledger", || async {
+        let Ok(answer) = stack.http.get(&metrics).send().await else {
+            return Ok(false);
+        };
+        let text = answer.text().await?;
+        Ok(text
+            .lines()
+            .any(|l| l.starts_with("workup_saga_commands_total") && l.contains("InitiateContract") && l.contains("replayed")))
+    })
+    .await?;
+    assert_eq!(stack.count("ContractInitiated").await?, 1, "no second contract");
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_contract_that_cannot_be_initiated_is_compensated() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let (client, _, job, proposal) = stack.proposal().await?;
+    // Force the failure: the contract's stream is already taken by another proposal's contract.
+    let contract_id = domain::ContractId::for_proposal(proposal.parse()?);
+    let squatter = json!({
+        "type": "ContractInitiated", "contract_id": contract_id, "proposal_id": Uuid::now_v7(),
+        "job_id": Uuid::now_v7(), "client_id": Uuid::now_v7(), "freelancer_id": Uuid::now_v7(),
+        "milestones": [], "initiated_at": chrono::Utc::now(),
+    });
+    let ledger = stack.env.ledger().await?;
+    let write = infra::ledger::StreamWrite {
+        stream_id: contract_id.as_uuid(),
+        stream_type: "contract",
+        context: domain::BoundedContext::Contracts,
+        expected: infra::ledger::ExpectedVersion::NoStream,
+        events: vec![infra::ledger::NewEvent {
+            event_type: "ContractInitiated".into(),
+            schema_version: 1,
+            payload: squatter,
+        }],
+    };
+    let metadata = infra::ledger::EventMetadata::new(Uuid::now_v7(), None, chrono::Utc::now());
+    ledger.append(infra::ledger::AppendRequest::new(metadata, vec![write])).await?;
+
+    let _sagas = SagasProcess::start(&stack.env, 3600)?;
+    stack
+        .post(&format!("/jobs/{job}/proposals/{proposal}/accept"), Some(&client), json!({}), StatusCode::OK)
+        .await?;
+    eventually("the acceptance is reverted", || async { Ok(stack.count("ProposalAcceptanceReverted").await? == 1) }).await?;
+    assert_eq!(stack.count("JobReopened").await?, 1, "the job is open again");
+    let reason: String = sqlx::query_scalar("SELECT payload->>'reason' FROM events WHERE event_type = 'JobReopened'")
+        .fetch_one(ledger.pool())
+        .await?;
+    assert!(reason.contains("contract-already-initiated"), "{reason}");
+    let proposal_state = ledger.load::<domain::jobs::Proposal>(proposal.parse()?).await?.state;
+    assert_eq!(proposal_state.status(), Some(domain::jobs::ProposalStatus::Submitted), "pending again");
+    let job_state = ledger.load::<domain::jobs::Job>(job.parse()?).await?.state;
+    assert!(!job_state.closed && job_state.accepted_proposal.is_none(), "the job takes proposals again");
     stack.stop().await
 }
