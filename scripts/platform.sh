@@ -11,13 +11,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 state="${WORKUP_STATE_DIR:-$root/.state}"
 target="${CARGO_TARGET_DIR:-$root/target}"
-services=(command-api query-api projectors)
+services=(command-api query-api projectors sagas)
 
 port_of() {
   case "$1" in
     command-api) echo "${WORKUP_COMMAND_API_PORT:-8080}" ;;
     query-api) echo "${WORKUP_QUERY_API_PORT:-8081}" ;;
     projectors) echo "${WORKUP_PROJECTORS_PORT:-8082}" ;;
+    sagas) echo "${WORKUP_SAGAS_PORT:-8084}" ;;
   esac
 }
 
@@ -27,7 +28,7 @@ up() {
   # A development stack: the services run without a production token secret (README).
   export WORKUP_ENV="${WORKUP_ENV:-dev}"
   bash "$here/infra.sh" up
-  echo "==> services: building command-api, query-api, projectors (cargo build --workspace --bins; the first build takes several minutes)"
+  echo "==> services: building command-api, query-api, projectors, sagas (cargo build --workspace --bins; the first build takes several minutes)"
   (cd "$root" && cargo build --quiet --workspace --bins)
   mkdir -p "$state/run" "$state/logs"
   for service in "${services[@]}"; do

@@ -10,27 +10,32 @@ use infra::{
     config::KafkaConfig,
     kafka::consumer::{self, ConsumerOptions, EventHandler, HandlerError},
     ledger::{RecordedEvent, Upcasters},
-    mongo::{self, UserProfiles},
+    mongo,
+    read_models::users::UserProfiles,
     redis::Cache,
 };
 use domain::BoundedContext;
+use infra::read_models::contracts::{self as contracts_read_model, ContractsReadModel};
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
-use crate::{jobs::JobsProjector, user_profiles::UserProfilesProjector};
+use crate::{jobs::JobsProjector, users::UsersProjector};
+use crate::contracts::ContractsProjector;
 
 /// Every projector of the process, as one handler type for [`spawn_projector`]; each context
 /// adds its variant.
 pub enum Projector {
     /// users → MongoDB profiles.
-    UserProfiles(UserProfilesProjector),
+    Users(UsersProjector),
     /// jobs → Cassandra and the cache.
     Jobs(JobsProjector),
+    /// contracts → Cassandra contracts, milestones and termination requests.
+    Contracts(ContractsProjector),
 }
 
-impl From<UserProfilesProjector> for Projector {
-    fn from(p: UserProfilesProjector) -> Self {
-        Self::UserProfiles(p)
+impl From<UsersProjector> for Projector {
+    fn from(p: UsersProjector) -> Self {
+        Self::Users(p)
     }
 }
 
@@ -40,11 +45,18 @@ impl From<JobsProjector> for Projector {
     }
 }
 
+impl From<ContractsProjector> for Projector {
+    fn from(p: ContractsProjector) -> Self {
+        Self::Contracts(p)
+    }
+}
+
 impl EventHandler for Projector {
     async fn handle(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
         match self {
-            Self::UserProfiles(p) => p.handle(event).await,
+            Self::Users(p) => p.handle(event).await,
             Self::Jobs(p) => p.handle(event).await,
+            Self::Contracts(p) => p.handle(event).await,
         }
     }
 }
@@ -59,7 +71,7 @@ fn spawn_projector(
     handler: Projector,
 ) {
     let topics = contexts.iter().map(|c| kafka.context_topic(*c)).collect();
-    let options = ConsumerOptions::new(name, topics);
+    let options = ConsumerOptions::projector(name, topics);
     let (kafka, stopped, handler) = (kafka.clone(), stopped.clone(), Arc::new(handler));
     consumers.spawn(async move { Ok(consumer::run(&kafka, options, handler, stopped).await?) });
 }
@@ -88,6 +100,10 @@ impl Projectors {
             .await
             .context("could not connect to Redis (WORKUP_REDIS_URL)")?;
         let profiles = UserProfiles::new(&db);
+        contracts_read_model::ensure_schema(&session, &config.cassandra.keyspace)
+            .await
+            .context("could not create the contracts tables")?;
+        let contracts = ContractsReadModel::new(session.clone(), &config.cassandra.keyspace).await?;
         let jobs = JobStore::new(session, &config.cassandra.keyspace).await?;
 
         let (stop, stopped) = watch::channel(false);
@@ -96,9 +112,9 @@ impl Projectors {
             spawn_projector(&mut consumers, &config.kafka, &stopped, name, contexts, handler)
         };
         spawn(
-            "user-profiles",
+            "users",
             &[BoundedContext::Users],
-            Projector::from(UserProfilesProjector {
+            Projector::from(UsersProjector {
                 profiles: profiles.clone(),
                 upcasters: Upcasters::current(),
             }),
@@ -109,6 +125,14 @@ impl Projectors {
             Projector::from(JobsProjector {
                 store: jobs.clone(),
                 cache,
+                upcasters: Upcasters::current(),
+            }),
+        );
+        spawn(
+            "contracts",
+            &[BoundedContext::Contracts],
+            Projector::from(ContractsProjector {
+                contracts,
                 upcasters: Upcasters::current(),
             }),
         );

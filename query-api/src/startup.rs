@@ -7,7 +7,8 @@ use infra::{
     cassandra::{self, JobStore},
     config::Config,
     http::auth::TokenKeys,
-    mongo::{self, UserProfiles},
+    mongo,
+    read_models::users::UserProfiles,
     redis::Cache,
 };
 use std::future::Future;
@@ -33,6 +34,12 @@ impl Application {
         let db = mongo::connect(&config.mongo)
             .await
             .context("could not connect to MongoDB (WORKUP_MONGO_URL)")?;
+        infra::read_models::contracts::ensure_schema(&session, &config.cassandra.keyspace)
+            .await
+            .context("could not create the contracts tables")?;
+        let contracts =
+            infra::read_models::contracts::ContractsReadModel::new(session.clone(), &config.cassandra.keyspace)
+                .await?;
         let state = AppState {
             keys: TokenKeys::new(&config.auth)?,
             profiles: UserProfiles::new(&db),
@@ -41,6 +48,7 @@ impl Application {
                 .await
                 .context("could not connect to Redis (WORKUP_REDIS_URL)")?,
             wait: config.http.consistency_wait(),
+            contracts,
             media: infra::media::MediaStore::new(&config.media.dir),
         };
         let router = routes::router(state, &config.http);

@@ -1,17 +1,21 @@
 //! The read-model handles every handler shares.
 
 use axum::extract::FromRef;
-use infra::{cassandra::JobStore, http::auth::TokenKeys, mongo::UserProfiles, redis::Cache};
+use infra::{
+    cassandra::JobStore, http::auth::TokenKeys, read_models::users::UserProfiles, redis::Cache,
+};
 
 /// Shared state of query-api.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Token checking.
     pub keys: TokenKeys,
-    /// MongoDB user profiles.
+    /// MongoDB user profiles (the users read model).
     pub profiles: UserProfiles,
     /// Cassandra jobs.
     pub jobs: JobStore,
+    /// The contracts read model (Cassandra).
+    pub contracts: infra::read_models::contracts::ContractsReadModel,
     /// Redis read-through cache.
     pub cache: Cache,
     /// How long a read waits for its consistency token (DESIGN §6).

@@ -19,6 +19,8 @@ pub struct Platform {
     pub command_url: String,
     /// Base URL of query-api.
     pub query_url: String,
+    /// Base URL of the projectors' health and metrics endpoint.
+    pub projectors_url: String,
     /// Base URL of the sagas service.
     pub sagas_url: String,
     /// HTTP client.
@@ -59,6 +61,7 @@ impl Platform {
         let sagas_url = format!("http://127.0.0.1:{}", sagas.port());
         let command_url = format!("http://127.0.0.1:{}", command.port());
         let query_url = format!("http://127.0.0.1:{}", query.port());
+        let projectors_url = format!("http://127.0.0.1:{}", projectors.port());
         let tasks = vec![
             tokio::spawn(command.run_until_stopped(until_stopped())),
             tokio::spawn(query.run_until_stopped(until_stopped())),
@@ -69,6 +72,7 @@ impl Platform {
             env,
             command_url,
             query_url,
+            projectors_url,
             sagas_url,
             http: Client::builder().timeout(Duration::from_secs(30)).build()?,
             stop,

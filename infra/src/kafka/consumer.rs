@@ -1,7 +1,8 @@
 //! The consumer toolkit (DESIGN §5, §6): group membership, offsets stored only after the
 //! handler's effect is durable, de-duplication by (stream id, version), retries with
-//! exponential backoff, then parking in `<prefix>.dlq.<consumer>` and going on, and a
-//! graceful stop that finishes the event in flight and commits.
+//! exponential backoff, then parking in `<prefix>.dlq.<consumer>` and going on, a graceful
+//! stop that finishes the event in flight and commits, and (for projectors) the group's lag
+//! published by a [`super::lag`] probe.
 
 use rdkafka::{
     Message,
@@ -13,7 +14,7 @@ use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{KafkaError, client_config, ensure_topics, producer, record};
+use super::{KafkaError, client_config, ensure_topics, lag, producer, record};
 use crate::{config::KafkaConfig, ledger::RecordedEvent};
 
 /// A handler's failure: retried, then the event is parked.
@@ -39,10 +40,13 @@ pub struct ConsumerOptions {
     pub initial_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// How often to measure and publish the group's lag as `workup_projector_lag_*` (see
+    /// [`super::lag`]); `None`: not measured. Projectors set it.
+    pub projector_lag: Option<Duration>,
 }
 
 impl ConsumerOptions {
-    /// Defaults: 5 attempts, 100 ms doubling to 5 s.
+    /// Defaults: 5 attempts, 100 ms doubling to 5 s, lag not measured.
     pub fn new(name: impl Into<String>, topics: Vec<String>) -> Self {
         Self {
             name: name.into(),
@@ -50,8 +54,22 @@ impl ConsumerOptions {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            projector_lag: None,
         }
     }
+
+    /// The options of projector `name`: the defaults, with its lag measured every 2 s.
+    pub fn projector(name: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            projector_lag: Some(Duration::from_secs(2)),
+            ..Self::new(name, topics)
+        }
+    }
+}
+
+/// The consumer group id of consumer `name`.
+pub fn group_id(kafka: &KafkaConfig, name: &str) -> String {
+    format!("{}.{name}", kafka.topic_prefix)
 }
 
 /// How one message ended.
@@ -72,8 +90,9 @@ pub async fn run<H: EventHandler>(
     let dlq_topic = kafka.dlq_topic(&options.name);
     ensure_topics(kafka, &options.topics, false).await?;
     ensure_topics(kafka, std::slice::from_ref(&dlq_topic), false).await?;
+    let group = group_id(kafka, &options.name);
     let consumer: StreamConsumer = client_config(kafka)
-        .set("group.id", format!("{}.{}", kafka.topic_prefix, options.name))
+        .set("group.id", &group)
         .set("enable.auto.commit", "true")
         // Offsets are stored by hand once the effect is durable; auto-commit sends only those.
         .set("enable.auto.offset.store", "false")
@@ -88,6 +107,22 @@ pub async fn run<H: EventHandler>(
     consumer.subscribe(&topics)?;
     let dlq = producer(kafka)?;
     let mut seen = Dedup::default();
+    // Stopped with the consumer, however it stops.
+    let _monitor = options.projector_lag.and_then(|every| {
+        match lag::LagProbe::new(kafka, &group, options.topics.clone(), dlq_topic.clone()) {
+            Ok(probe) => Some(AbortOnDrop(tokio::spawn(lag::monitor(
+                probe,
+                options.name.clone(),
+                group.clone(),
+                every,
+                shutdown.clone(),
+            )))),
+            Err(error) => {
+                tracing::warn!(consumer = %options.name, %error, "no lag probe: lag not published");
+                None
+            }
+        }
+    });
     tracing::info!(consumer = %options.name, topics = ?options.topics, "consumer started");
     loop {
         let message = tokio::select! {
@@ -132,6 +167,15 @@ pub async fn run<H: EventHandler>(
 }
 
 struct Stopped;
+
+/// A background task that ends when this handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 async fn process<H: EventHandler>(
     message: &BorrowedMessage<'_>,
@@ -188,8 +232,6 @@ async fn process<H: EventHandler>(
         }
     }
     seen.applied(event.stream_id, event.version);
-    let lag = (chrono::Utc::now() - event.recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
-    metrics::gauge!("workup_consumer_lag_seconds", "consumer" => options.name.clone()).set(lag);
     Ok(Outcome::Handled)
 }
 

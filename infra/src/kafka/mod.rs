@@ -1,10 +1,12 @@
 //! Kafka (DESIGN §5): clients, topics and the event record format.
 //!
 //! - [`consumer`]: the consumer toolkit used by projectors and sagas.
+//! - [`lag`]: a consumer group's lag (events, seconds, dead letters) read from the broker.
 //! - the message of an event: key = stream id, value = the [`RecordedEvent`] as JSON, headers
 //!   with event type, schema version, stream id, version, global position, correlation id.
 
 pub mod consumer;
+pub mod lag;
 
 use rdkafka::{
     ClientConfig,

@@ -3,5 +3,13 @@
 //!
 //! - [`consistency`]: read-your-writes: the consistency token of a write, and waiting until a
 //!   read model has applied it.
+//! - [`contracts`]: Cassandra contracts by id, by client and by freelancer, milestones and
+//!   termination requests by contract (version-guarded writes at the version's timestamp).
+//! - [`payments`]: Redis wallets, recent transactions and withdrawal statuses (Lua,
+//!   version-guarded); Cassandra payment requests by id, by client and by freelancer.
+//! - [`users`]: MongoDB `users`: profile documents (own and public views), version-guarded.
 
 pub mod consistency;
+pub mod contracts;
+pub mod payments;
+pub mod users;

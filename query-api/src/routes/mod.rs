@@ -1,5 +1,6 @@
 //! The query routes, one module per context, merged under `/api/v1`.
 
+pub mod contracts;
 pub mod jobs;
 pub mod media;
 pub mod users;
@@ -22,7 +23,7 @@ use crate::state::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "WorkUp query-api", description = "Reads over the projected read models."),
-    paths(users::get_own_profile, users::get_user, jobs::get_job, media::describe, media::list_group, media::get_file),
+    paths(users::get_own_profile, users::get_user, jobs::get_job, contracts::get_contract, contracts::my_contracts, contracts::contract_milestones, contracts::contract_terminations, media::describe, media::list_group, media::get_file),
     components(schemas(Problem, openapi::FieldErrorSchema, openapi::MoneySchema)),
     modifiers(&BearerAuth)
 )]
@@ -42,6 +43,7 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
     let api = Router::new()
         .merge(users::router())
         .merge(jobs::router())
+        .merge(contracts::router())
         .merge(media::router())
         .with_state(state);
     with_common_layers(
