@@ -282,7 +282,19 @@ pub fn problem_response(
 
 #[cfg(test)]
 mod tests {
-    use super::field_error;
+    use super::*;
+
+    #[test]
+    fn an_unavailable_database_is_a_503_with_retry_after() {
+        for error in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            let response = ApiError::from(LedgerError::Database(error)).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        }
+        let response = ApiError::from(LedgerError::Database(sqlx::Error::RowNotFound)).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn a_json_data_error_names_its_field() {
