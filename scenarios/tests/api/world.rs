@@ -4,13 +4,8 @@
 
 use anyhow::Context as _;
 use chrono::{Days, Utc};
-use domain::{
-    Actor, Context, ContractId, MilestoneId, PaymentRequestId, ProposalId, Timestamp,
-    contracts::{self, Contract, ContractCommand},
-    jobs::Proposal,
-    payments::{PaymentRequest, PaymentRequestCommand, payment_request},
-};
-use infra::ledger::{EventMetadata, Ledger};
+use domain::{ContractId, MilestoneId, PaymentRequestId, ProposalId, contracts::Contract, payments::PaymentRequest};
+use infra::ledger::Ledger;
 use reqwest::{Method, Response, StatusCode};
 use scenarios::harness::{Platform, eventually, expect};
 use std::time::Duration;
@@ -204,13 +199,58 @@ impl World {
     }
 }
 
-fn system() -> Context {
-    Context {
-        actor: Actor::system(),
-        now: Timestamp::from_datetime(Utc::now()),
+/// Helpers of the read-side tests.
+impl World {
+    /// [`World::new`] on a platform whose configuration `adjust` changes first (e.g. a longer
+    /// consistency wait for a loaded test machine).
+    pub async fn new_with(adjust: impl FnOnce(&mut infra::config::Config)) -> anyhow::Result<Self> {
+        let platform = Platform::start_with(adjust).await?;
+        let ledger = platform.env.ledger().await?;
+        let tag = Uuid::new_v4().simple().to_string();
+        let user = |role: &'static str, name: &'static str| {
+            let email = format!("{name}-{tag}@example.com");
+            let platform = &platform;
+            async move {
+                let (_, token) = platform.signed_up(role, &email, name).await?;
+                anyhow::Ok(User { token })
+            }
+        };
+        let client = user("clients", "ada").await?;
+        let other_client = user("clients", "bob").await?;
+        let freelancer = user("freelancers", "fay").await?;
+        let other_freelancer = user("freelancers", "gus").await?;
+        Ok(Self {
+            platform,
+            ledger,
+            client,
+            other_client,
+            freelancer,
+            other_freelancer,
+        })
     }
-}
 
-fn system_metadata() -> EventMetadata {
-    EventMetadata::new(Uuid::now_v7(), None, Utc::now())
+    /// [`World::contract`], plus the consistency token of the contract's initiation (what the
+    /// saga's append answered: `contract:<id>:<version of ContractInitiated>`), read from the
+    /// ledger.
+    pub async fn contract_with_token(
+        &self,
+        job: &str,
+        proposal: &str,
+    ) -> anyhow::Result<(String, Vec<String>, String)> {
+        let (contract, milestones) = self.contract(job, proposal).await?;
+        let events = self.ledger.read_stream(contract.parse()?, 1).await?;
+        let initiated = events
+            .iter()
+            .find(|e| e.event_type == "ContractInitiated")
+            .context("no ContractInitiated in the ledger")?;
+        let token = format!("{}:{}:{}", initiated.stream_type, initiated.stream_id, initiated.version);
+        Ok((contract, milestones, token))
+    }
+
+    /// The consistency token of stream `id` at its current version in the ledger: for changes a
+    /// saga makes, whose append answers no HTTP caller.
+    pub async fn stream_token<A: domain::Aggregate>(&self, id: &str) -> anyhow::Result<String> {
+        let loaded = self.ledger.load::<A>(id.parse()?).await?;
+        Ok(format!("{}:{id}:{}", A::STREAM_TYPE, loaded.version))
+    }
 }
