@@ -374,7 +374,12 @@ impl AuthConfig {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SagasConfig {
     /// Port of the sagas service (health, metrics, saga history).
-    #[arg(id = "sagas-port", long = "sagas-port", env = "WORKUP_SAGAS_PORT", default_value_t = 8084)]
+    #[arg(
+        id = "sagas-port",
+        long = "sagas-port",
+        env = "WORKUP_SAGAS_PORT",
+        default_value_t = 8084
+    )]
     pub port: u16,
     /// How long a payment request may stay unpaid before it expires, in seconds (14 days).
     #[arg(

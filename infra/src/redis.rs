@@ -6,6 +6,57 @@ use std::time::Duration;
 
 use crate::{config::RedisConfig, store::StoreError};
 
+/// How long a versioned cache operation may take: while Redis is down the connection manager
+/// keeps reconnecting with backoff, and a read or a projector must not wait for it.
+pub const VERSIONED_OP_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A cached value and the stream version it reflects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The version of the stream the value reflects.
+    pub version: i64,
+    /// The value.
+    pub value: T,
+}
+
+/// Fill `KEYS[1]` (a hash: `v` version, `d` JSON) with `ARGV[2]` at version `ARGV[1]`, for
+/// `ARGV[3]` seconds, unless it holds a newer version, or a value at the same version. A
+/// tombstone (a version without a value) at the same or an older version is replaced.
+const PUT_VERSIONED: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v'))
+local v = tonumber(ARGV[1])
+if cur and (cur > v or (cur == v and redis.call('HEXISTS', KEYS[1], 'd') == 1)) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Replace `KEYS[1]` by a tombstone at version `ARGV[1]` (for `ARGV[2]` seconds) unless it holds
+/// that version or a newer one: readers miss, and no fill of an older version gets in.
+const INVALIDATE_VERSIONED: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v'))
+if cur and cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Run a versioned operation within [`VERSIONED_OP_TIMEOUT`].
+async fn bounded<T>(op: impl Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(VERSIONED_OP_TIMEOUT, op).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(StoreError::Redis(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "redis did not answer in time").into(),
+        )),
+    }
+}
+
 /// A JSON cache under the deployment's key prefix.
 #[derive(Clone)]
 pub struct Cache {
@@ -68,6 +119,58 @@ impl Cache {
             .query_async(&mut self.connection.clone())
             .await?;
         Ok(())
+    }
+
+    /// The value cached under `key` with its version, if any (a tombstone or an unreadable entry
+    /// counts as a miss). Entries written by [`Cache::put_versioned`] and
+    /// [`Cache::invalidate_versioned`] only.
+    pub async fn get_versioned<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let mut connection = self.connection.clone();
+        let (version, raw): (Option<i64>, Option<String>) = bounded(
+            redis::cmd("HMGET")
+                .arg(self.key(key))
+                .arg("v")
+                .arg("d")
+                .query_async(&mut connection),
+        )
+        .await?;
+        Ok(match (version, raw) {
+            (Some(version), Some(raw)) => serde_json::from_str(&raw)
+                .ok()
+                .map(|value| Versioned { version, value }),
+            _ => None,
+        })
+    }
+
+    /// Cache `value` at `version` unless the entry holds a newer version (or a value of the same
+    /// one), atomically (Lua); for the configured time to live. Whether it was written.
+    pub async fn put_versioned<T: Serialize>(
+        &self,
+        key: &str,
+        version: i64,
+        value: &T,
+    ) -> Result<bool, StoreError> {
+        let raw = serde_json::to_string(value)?;
+        let mut connection = self.connection.clone();
+        let script = redis::Script::new(PUT_VERSIONED);
+        let mut invocation = script.key(self.key(key));
+        invocation.arg(version).arg(raw).arg(self.ttl.as_secs().max(1));
+        let written: i64 = bounded(invocation.invoke_async(&mut connection)).await?;
+        Ok(written == 1)
+    }
+
+    /// Mark `key` changed at `version` (a projector applied it): until a fill of at least that
+    /// version, readers miss; older entries and older fills are refused. Atomic (Lua).
+    pub async fn invalidate_versioned(&self, key: &str, version: i64) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let script = redis::Script::new(INVALIDATE_VERSIONED);
+        let mut invocation = script.key(self.key(key));
+        invocation.arg(version).arg(self.ttl.as_secs().max(1));
+        let written: i64 = bounded(invocation.invoke_async(&mut connection)).await?;
+        Ok(written == 1)
     }
 
     /// Drop `key` (after its read model changed).

@@ -137,11 +137,13 @@ impl SagaStore {
 
     /// Mark a deadline fired with its outcome.
     pub async fn fired(&self, deadline_id: Uuid, outcome: &str) -> Result<(), LedgerError> {
-        sqlx::query("UPDATE saga_deadlines SET fired_at = clock_timestamp(), outcome = $2 WHERE deadline_id = $1")
-            .bind(deadline_id)
-            .bind(outcome)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE saga_deadlines SET fired_at = clock_timestamp(), outcome = $2 WHERE deadline_id = $1",
+        )
+        .bind(deadline_id)
+        .bind(outcome)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -2,12 +2,16 @@
 //! Every write is idempotent (versions stored with rows; older events ignored).
 //!
 //! - [`users`]: users → MongoDB `users` (profile documents).
-//! - [`jobs`]: jobs → Cassandra `jobs_by_id`, written through to the Redis cache.
+//! - [`jobs`]: jobs and proposals → Cassandra jobs by id and by client, the keyword index,
+//!   proposals by id, by job and by freelancer; version-guarded invalidation of the job cache.
 //! - [`contracts`]: contracts → Cassandra contracts by id, by client and by freelancer,
 //!   milestones and termination requests by contract.
+//! - [`payments`]: wallets, payment requests and withdrawals → Redis wallets, recent
+//!   transactions and withdrawal statuses; Cassandra payment requests by id, client, freelancer.
 //! - [`runner`]: starts every projector and the health/metrics endpoint.
 
 pub mod contracts;
 pub mod jobs;
+pub mod payments;
 pub mod runner;
 pub mod users;

@@ -2,25 +2,28 @@
 
 use anyhow::Context as _;
 use axum::Router;
+use domain::BoundedContext;
 use futures::FutureExt;
+use infra::read_models::contracts::{self as contracts_read_model, ContractsReadModel};
+use infra::read_models::jobs::{self as jobs_read_model, JobStore};
 use infra::{
-    cassandra::{self, JobStore},
+    cassandra,
     config::Config,
-    http::{health, with_common_layers},
     config::KafkaConfig,
+    http::{health, with_common_layers},
     kafka::consumer::{self, ConsumerOptions, EventHandler, HandlerError},
     ledger::{RecordedEvent, Upcasters},
     mongo,
     read_models::users::UserProfiles,
     redis::Cache,
 };
-use domain::BoundedContext;
-use infra::read_models::contracts::{self as contracts_read_model, ContractsReadModel};
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
-use crate::{jobs::JobsProjector, users::UsersProjector};
 use crate::contracts::ContractsProjector;
+use crate::payments::PaymentsProjector;
+use crate::{jobs::JobsProjector, users::UsersProjector};
+use infra::read_models::payments::{self as payments_read_model, Payments};
 
 /// Every projector of the process, as one handler type for [`spawn_projector`]; each context
 /// adds its variant.
@@ -31,6 +34,14 @@ pub enum Projector {
     Jobs(JobsProjector),
     /// contracts → Cassandra contracts, milestones and termination requests.
     Contracts(ContractsProjector),
+    /// payments → Redis wallets and withdrawals, Cassandra payment requests.
+    Payments(PaymentsProjector),
+}
+
+impl From<PaymentsProjector> for Projector {
+    fn from(p: PaymentsProjector) -> Self {
+        Self::Payments(p)
+    }
 }
 
 impl From<UsersProjector> for Projector {
@@ -57,6 +68,7 @@ impl EventHandler for Projector {
             Self::Users(p) => p.handle(event).await,
             Self::Jobs(p) => p.handle(event).await,
             Self::Contracts(p) => p.handle(event).await,
+            Self::Payments(p) => p.handle(event).await,
         }
     }
 }
@@ -104,6 +116,15 @@ impl Projectors {
             .await
             .context("could not create the contracts tables")?;
         let contracts = ContractsReadModel::new(session.clone(), &config.cassandra.keyspace).await?;
+        payments_read_model::ensure_schema(&session, &config.cassandra.keyspace)
+            .await
+            .context("could not create the payments tables")?;
+        let payments = Payments::new(session.clone(), &config.cassandra.keyspace, &config.redis)
+            .await
+            .context("could not open the payments read model")?;
+        jobs_read_model::ensure_schema(&session, &config.cassandra.keyspace)
+            .await
+            .context("could not create the jobs tables")?;
         let jobs = JobStore::new(session, &config.cassandra.keyspace).await?;
 
         let (stop, stopped) = watch::channel(false);
@@ -122,17 +143,22 @@ impl Projectors {
         spawn(
             "jobs",
             &[BoundedContext::Jobs],
-            Projector::from(JobsProjector {
-                store: jobs.clone(),
-                cache,
-                upcasters: Upcasters::current(),
-            }),
+            Projector::from(JobsProjector::new(jobs.clone(), cache, Upcasters::current())),
         );
         spawn(
             "contracts",
             &[BoundedContext::Contracts],
             Projector::from(ContractsProjector {
                 contracts,
+                upcasters: Upcasters::current(),
+            }),
+        );
+
+        spawn(
+            "payments",
+            &[BoundedContext::Payments],
+            Projector::from(PaymentsProjector {
+                store: payments,
                 upcasters: Upcasters::current(),
             }),
         );

@@ -4,11 +4,11 @@ use anyhow::Context as _;
 use axum::Router;
 use futures::FutureExt;
 use infra::{
-    cassandra::{self, JobStore},
+    cassandra,
     config::Config,
     http::auth::TokenKeys,
     mongo,
-    read_models::users::UserProfiles,
+    read_models::{jobs::JobStore, users::UserProfiles},
     redis::Cache,
 };
 use std::future::Future;
@@ -37,9 +37,24 @@ impl Application {
         infra::read_models::contracts::ensure_schema(&session, &config.cassandra.keyspace)
             .await
             .context("could not create the contracts tables")?;
-        let contracts =
-            infra::read_models::contracts::ContractsReadModel::new(session.clone(), &config.cassandra.keyspace)
-                .await?;
+        let contracts = infra::read_models::contracts::ContractsReadModel::new(
+            session.clone(),
+            &config.cassandra.keyspace,
+        )
+        .await?;
+        infra::read_models::payments::ensure_schema(&session, &config.cassandra.keyspace)
+            .await
+            .context("could not create the payments tables")?;
+        let payments = infra::read_models::payments::Payments::new(
+            session.clone(),
+            &config.cassandra.keyspace,
+            &config.redis,
+        )
+        .await
+        .context("could not open the payments read model")?;
+        infra::read_models::jobs::ensure_schema(&session, &config.cassandra.keyspace)
+            .await
+            .context("could not create the jobs tables")?;
         let state = AppState {
             keys: TokenKeys::new(&config.auth)?,
             profiles: UserProfiles::new(&db),
@@ -49,6 +64,7 @@ impl Application {
                 .context("could not connect to Redis (WORKUP_REDIS_URL)")?,
             wait: config.http.consistency_wait(),
             contracts,
+            payments,
             media: infra::media::MediaStore::new(&config.media.dir),
         };
         let router = routes::router(state, &config.http);

@@ -2,7 +2,7 @@
 
 use axum::extract::FromRef;
 use infra::{
-    cassandra::JobStore, http::auth::TokenKeys, read_models::users::UserProfiles, redis::Cache,
+    http::auth::TokenKeys, read_models::jobs::JobStore, read_models::users::UserProfiles, redis::Cache,
 };
 
 /// Shared state of query-api.
@@ -12,10 +12,12 @@ pub struct AppState {
     pub keys: TokenKeys,
     /// MongoDB user profiles (the users read model).
     pub profiles: UserProfiles,
-    /// Cassandra jobs.
+    /// The jobs read model (Cassandra jobs, keyword index and proposals).
     pub jobs: JobStore,
     /// The contracts read model (Cassandra).
     pub contracts: infra::read_models::contracts::ContractsReadModel,
+    /// The payments read model (Redis wallets and withdrawals, Cassandra payment requests).
+    pub payments: infra::read_models::payments::Payments,
     /// Redis read-through cache.
     pub cache: Cache,
     /// How long a read waits for its consistency token (DESIGN §6).

@@ -44,12 +44,18 @@ impl EventHandler for Completion {
         };
         let outcome = self
             .saga
-            .send(stream, &Cause::from(event), "mark-paid", "MarkMilestonePaid", async |unit| {
-                let contract = unit.load::<Contract>(stream).await?;
-                let events = contracts::contract::decide(&contract, &mark, &system())?;
-                unit.write::<Contract>(stream, &events)?;
-                Ok(())
-            })
+            .send(
+                stream,
+                &Cause::from(event),
+                "mark-paid",
+                "MarkMilestonePaid",
+                async |unit| {
+                    let contract = unit.load::<Contract>(stream).await?;
+                    let events = contracts::contract::decide(&contract, &mark, &system())?;
+                    unit.write::<Contract>(stream, &events)?;
+                    Ok(())
+                },
+            )
             .await?;
         if let Outcome::Refused(refusal) = outcome {
             // A paid request whose milestone cannot be marked: money moved, the contract did not.

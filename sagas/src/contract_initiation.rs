@@ -69,17 +69,31 @@ impl EventHandler for ContractInitiation {
         let (proposal, job) = (proposal_id.as_uuid(), job_id.as_uuid());
         let compensated = self
             .saga
-            .send(saga_id, &cause, "compensate", "RevertAcceptanceAndReopenJob", async |unit| {
-                let ctx = system();
-                let state = unit.load::<Proposal>(proposal).await?;
-                let revert = ProposalCommand::RevertAcceptance { reason: reason.clone() };
-                let events = jobs::proposal::decide(&state, &revert, &ctx)?;
-                unit.write::<Proposal>(proposal, &events)?;
-                let state = unit.load::<Job>(job).await?;
-                let events = jobs::decide(&state, &JobCommand::Reopen { reason: reason.clone() }, &ctx)?;
-                unit.write::<Job>(job, &events)?;
-                Ok(())
-            })
+            .send(
+                saga_id,
+                &cause,
+                "compensate",
+                "RevertAcceptanceAndReopenJob",
+                async |unit| {
+                    let ctx = system();
+                    let state = unit.load::<Proposal>(proposal).await?;
+                    let revert = ProposalCommand::RevertAcceptance {
+                        reason: reason.clone(),
+                    };
+                    let events = jobs::proposal::decide(&state, &revert, &ctx)?;
+                    unit.write::<Proposal>(proposal, &events)?;
+                    let state = unit.load::<Job>(job).await?;
+                    let events = jobs::decide(
+                        &state,
+                        &JobCommand::Reopen {
+                            reason: reason.clone(),
+                        },
+                        &ctx,
+                    )?;
+                    unit.write::<Job>(job, &events)?;
+                    Ok(())
+                },
+            )
             .await?;
         if let Outcome::Refused(refusal) = compensated {
             // Someone changed the proposal or the job since: nothing left to undo here.

@@ -68,17 +68,27 @@ impl Deadlines {
             PAYMENT_REQUEST_EXPIRY => {
                 let stream = deadline.stream_id;
                 self.saga
-                    .send(deadline.saga_id, &cause, "expire", "ExpirePaymentRequest", async |unit| {
-                        let request = unit.load::<PaymentRequest>(stream).await?;
-                        let events = payment_request::decide(&request, &PaymentRequestCommand::Expire, &system())?;
-                        unit.write::<PaymentRequest>(stream, &events)?;
-                        Ok(())
-                    })
+                    .send(
+                        deadline.saga_id,
+                        &cause,
+                        "expire",
+                        "ExpirePaymentRequest",
+                        async |unit| {
+                            let request = unit.load::<PaymentRequest>(stream).await?;
+                            let events =
+                                payment_request::decide(&request, &PaymentRequestCommand::Expire, &system())?;
+                            unit.write::<PaymentRequest>(stream, &events)?;
+                            Ok(())
+                        },
+                    )
                     .await?
             }
             other => {
                 tracing::error!(kind = other, deadline = %deadline.deadline_id, "unknown deadline kind");
-                self.saga.store.fired(deadline.deadline_id, "unknown-kind").await?;
+                self.saga
+                    .store
+                    .fired(deadline.deadline_id, "unknown-kind")
+                    .await?;
                 return Ok(true);
             }
         };

@@ -57,12 +57,18 @@ impl EventHandler for PaymentRequests {
                 };
                 let stream = request_id.as_uuid();
                 self.saga
-                    .send(contract_id.as_uuid(), &Cause::from(event), "create", "CreatePaymentRequest", async |unit| {
-                        let request = unit.load::<PaymentRequest>(stream).await?;
-                        let events = payment_request::decide(&request, &create, &system())?;
-                        unit.write::<PaymentRequest>(stream, &events)?;
-                        Ok(())
-                    })
+                    .send(
+                        contract_id.as_uuid(),
+                        &Cause::from(event),
+                        "create",
+                        "CreatePaymentRequest",
+                        async |unit| {
+                            let request = unit.load::<PaymentRequest>(stream).await?;
+                            let events = payment_request::decide(&request, &create, &system())?;
+                            unit.write::<PaymentRequest>(stream, &events)?;
+                            Ok(())
+                        },
+                    )
                     .await?;
                 self.saga
                     .store
@@ -89,7 +95,12 @@ impl EventHandler for PaymentRequests {
 impl PaymentRequests {
     /// Cancel the payment requests of the contract's accepted, unpaid milestones.
     async fn cancel_pending(&self, contract_id: ContractId, cause: &Cause) -> Result<(), HandlerError> {
-        let contract = self.saga.ledger.load::<Contract>(contract_id.as_uuid()).await?.state;
+        let contract = self
+            .saga
+            .ledger
+            .load::<Contract>(contract_id.as_uuid())
+            .await?
+            .state;
         let Some(contract) = contract.initiated else {
             return Ok(());
         };
@@ -104,12 +115,18 @@ impl PaymentRequests {
             };
             // A request paid or expired meanwhile is refused, and that is the end of it.
             self.saga
-                .send(contract_id.as_uuid(), cause, &milestone.id.to_string(), "CancelPaymentRequest", async |unit| {
-                    let request = unit.load::<PaymentRequest>(stream).await?;
-                    let events = payment_request::decide(&request, &cancel, &system())?;
-                    unit.write::<PaymentRequest>(stream, &events)?;
-                    Ok(())
-                })
+                .send(
+                    contract_id.as_uuid(),
+                    cause,
+                    &milestone.id.to_string(),
+                    "CancelPaymentRequest",
+                    async |unit| {
+                        let request = unit.load::<PaymentRequest>(stream).await?;
+                        let events = payment_request::decide(&request, &cancel, &system())?;
+                        unit.write::<PaymentRequest>(stream, &events)?;
+                        Ok(())
+                    },
+                )
                 .await?;
         }
         Ok(())

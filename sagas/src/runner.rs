@@ -140,7 +140,10 @@ impl Sagas {
 
     /// Run until `shutdown` resolves or a task fails; then stop every consumer (finishing the
     /// event in flight and committing) and the poller.
-    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(port = self.port(), "sagas running");
         let (server_stop, server_stopped) = watch::channel(false);
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {

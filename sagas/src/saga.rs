@@ -97,7 +97,12 @@ impl Saga {
                 let outcome = if appended.replayed { "replayed" } else { "appended" };
                 (outcome, None, appended.streams, Outcome::Done)
             }
-            Err(CommandError::Domain(refusal)) => ("refused", Some(refusal.to_string()), Vec::new(), Outcome::Refused(refusal)),
+            Err(CommandError::Domain(refusal)) => (
+                "refused",
+                Some(refusal.to_string()),
+                Vec::new(),
+                Outcome::Refused(refusal),
+            ),
             Err(CommandError::Ledger(error)) => return Err(error.into()),
         };
         metrics::counter!("workup_saga_commands_total", "saga" => self.name, "command" => command.to_owned(), "outcome" => outcome)

@@ -39,8 +39,14 @@ impl SagasProcess {
             .env("WORKUP_JWT_SECRET", secret.expose_secret())
             .env("WORKUP_SAGAS_PORT", port.to_string())
             .env("WORKUP_DEADLINE_POLL_MS", "200")
-            .env("WORKUP_PAYMENT_REQUEST_PERIOD_SECS", payment_period_secs.to_string())
-            .env("RUST_LOG", std::env::var("SAGAS_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "WORKUP_PAYMENT_REQUEST_PERIOD_SECS",
+                payment_period_secs.to_string(),
+            )
+            .env(
+                "RUST_LOG",
+                std::env::var("SAGAS_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .spawn()?;
         Ok(Self(child))
     }
@@ -92,7 +98,13 @@ impl Stack {
     }
 
     /// POST `body` to `path` as `token`; the answer's id, which must come with `status`.
-    async fn post(&self, path: &str, token: Option<&str>, body: Value, status: StatusCode) -> anyhow::Result<String> {
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+        status: StatusCode,
+    ) -> anyhow::Result<String> {
         let mut request = self.http.post(format!("{}/api/v1{path}", self.url)).json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -103,13 +115,23 @@ impl Stack {
         if actual != status {
             bail!("POST {path}: expected {status}, got {actual}: {body}");
         }
-        Ok(body["id"].as_str().or(body["access_token"].as_str()).unwrap_or_default().to_owned())
+        Ok(body["id"]
+            .as_str()
+            .or(body["access_token"].as_str())
+            .unwrap_or_default()
+            .to_owned())
     }
 
     async fn user(&self, role: &str, name: &str) -> anyhow::Result<String> {
         let email = format!("{name}-{}@example.com", Uuid::new_v4().simple());
         let credentials = json!({"email": email, "password": "correct horse battery", "name": name});
-        self.post(&format!("/users/{role}/register"), None, credentials.clone(), StatusCode::CREATED).await?;
+        self.post(
+            &format!("/users/{role}/register"),
+            None,
+            credentials.clone(),
+            StatusCode::CREATED,
+        )
+        .await?;
         self.post("/users/login", None, credentials, StatusCode::OK).await
     }
 
@@ -118,11 +140,18 @@ impl Stack {
         let client = self.user("clients", "carla").await?;
         let freelancer = self.user("freelancers", "fred").await?;
         let job = json!({"title": "Fix the mill", "description": "Water wheel", "budget": {"minor": 9_000, "currency": "USD"}});
-        let job = self.post("/jobs", Some(&client), job, StatusCode::CREATED).await?;
+        let job = self
+            .post("/jobs", Some(&client), job, StatusCode::CREATED)
+            .await?;
         let due = (chrono::Utc::now().date_naive() + chrono::Days::new(10)).to_string();
         let terms = json!({"cover_letter": "I know mills.", "milestones": [{"title": "wheel", "amount": {"minor": 9_000, "currency": "USD"}, "due_on": due}]});
         let proposal = self
-            .post(&format!("/jobs/{job}/proposals"), Some(&freelancer), terms, StatusCode::CREATED)
+            .post(
+                &format!("/jobs/{job}/proposals"),
+                Some(&freelancer),
+                terms,
+                StatusCode::CREATED,
+            )
             .await?;
         Ok((client, freelancer, job, proposal))
     }
@@ -130,10 +159,12 @@ impl Stack {
     /// How many events of `event_type` the ledger holds.
     async fn count(&self, event_type: &str) -> anyhow::Result<i64> {
         let ledger = self.env.ledger().await?;
-        Ok(sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-            .bind(event_type)
-            .fetch_one(ledger.pool())
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+                .bind(event_type)
+                .fetch_one(ledger.pool())
+                .await?,
+        )
     }
 }
 
@@ -165,9 +196,17 @@ async fn a_saga_killed_between_its_effect_and_its_offset_commit_acts_once() -> a
     blocker.execute("LOCK TABLE saga_steps IN EXCLUSIVE MODE").await?;
     let sagas = SagasProcess::start(&stack.env, 3600)?;
     stack
-        .post(&format!("/jobs/{job}/proposals/{proposal}/accept"), Some(&client), json!({}), StatusCode::OK)
+        .post(
+            &format!("/jobs/{job}/proposals/{proposal}/accept"),
+            Some(&client),
+            json!({}),
+            StatusCode::OK,
+        )
         .await?;
-    eventually("the contract is initiated", || async { Ok(stack.count("ContractInitiated").await? == 1) }).await?;
+    eventually("the contract is initiated", || async {
+        Ok(stack.count("ContractInitiated").await? == 1)
+    })
+    .await?;
     sagas.kill()?;
     blocker.execute("ROLLBACK").await?;
 
@@ -182,27 +221,58 @@ async fn a_saga_killed_between_its_effect_and_its_offset_commit_acts_once() -> a
     .await?;
     let steps = store.history(contract_id).await?;
     assert_eq!(steps[0].command, "InitiateContract");
-    assert_eq!(steps[0].outcome, "replayed", "the event was redelivered and answered by the ledger");
+    assert_eq!(
+        steps[0].outcome, "replayed",
+        "the event was redelivered and answered by the ledger"
+    );
     assert_eq!(stack.count("ContractInitiated").await?, 1, "one contract");
 
     // The rest of the flow on the restarted process: one payment request, one completion.
     let milestone = domain::MilestoneId::for_proposal(proposal.parse()?, 0);
     let base = format!("/contracts/{contract}/milestones/{milestone}");
     for _ in 0..2 {
-        stack.post(&format!("{base}/progress"), Some(&freelancer), json!({}), StatusCode::OK).await?;
+        stack
+            .post(
+                &format!("{base}/progress"),
+                Some(&freelancer),
+                json!({}),
+                StatusCode::OK,
+            )
+            .await?;
     }
     stack
-        .post(&format!("{base}/evaluate"), Some(&client), json!({"verdict": "accepted"}), StatusCode::OK)
+        .post(
+            &format!("{base}/evaluate"),
+            Some(&client),
+            json!({"verdict": "accepted"}),
+            StatusCode::OK,
+        )
         .await?;
-    eventually("the payment request is created", || async { Ok(stack.count("PaymentRequestCreated").await? == 1) }).await?;
+    eventually("the payment request is created", || async {
+        Ok(stack.count("PaymentRequestCreated").await? == 1)
+    })
+    .await?;
     let request = domain::PaymentRequestId::for_milestone(milestone).to_string();
     stack
-        .post("/payments/wallet/deposits", Some(&client), json!({"amount": {"minor": 9_000, "currency": "USD"}}), StatusCode::OK)
+        .post(
+            "/payments/wallet/deposits",
+            Some(&client),
+            json!({"amount": {"minor": 9_000, "currency": "USD"}}),
+            StatusCode::OK,
+        )
         .await?;
     stack
-        .post(&format!("/payments/requests/{request}/pay"), Some(&client), json!({}), StatusCode::OK)
+        .post(
+            &format!("/payments/requests/{request}/pay"),
+            Some(&client),
+            json!({}),
+            StatusCode::OK,
+        )
         .await?;
-    eventually("the contract completes", || async { Ok(stack.count("ContractCompleted").await? == 1) }).await?;
+    eventually("the contract completes", || async {
+        Ok(stack.count("ContractCompleted").await? == 1)
+    })
+    .await?;
     assert_eq!(stack.count("PaymentRequestCreated").await?, 1);
     assert_eq!(stack.count("MilestonePaid").await?, 1);
     sagas.kill()?;
@@ -217,30 +287,66 @@ async fn a_payment_request_deadline_fires_after_a_sagas_restart() -> anyhow::Res
     let period_secs = 3;
     let sagas = SagasProcess::start(&stack.env, period_secs)?;
     stack
-        .post(&format!("/jobs/{job}/proposals/{proposal}/accept"), Some(&client), json!({}), StatusCode::OK)
+        .post(
+            &format!("/jobs/{job}/proposals/{proposal}/accept"),
+            Some(&client),
+            json!({}),
+            StatusCode::OK,
+        )
         .await?;
     let milestone = domain::MilestoneId::for_proposal(proposal.parse()?, 0);
     let base = format!("/contracts/{contract}/milestones/{milestone}");
-    eventually("the contract is initiated", || async { Ok(stack.count("ContractInitiated").await? == 1) }).await?;
+    eventually("the contract is initiated", || async {
+        Ok(stack.count("ContractInitiated").await? == 1)
+    })
+    .await?;
     for _ in 0..2 {
-        stack.post(&format!("{base}/progress"), Some(&freelancer), json!({}), StatusCode::OK).await?;
+        stack
+            .post(
+                &format!("{base}/progress"),
+                Some(&freelancer),
+                json!({}),
+                StatusCode::OK,
+            )
+            .await?;
     }
     stack
-        .post(&format!("{base}/evaluate"), Some(&client), json!({"verdict": "accepted"}), StatusCode::OK)
+        .post(
+            &format!("{base}/evaluate"),
+            Some(&client),
+            json!({"verdict": "accepted"}),
+            StatusCode::OK,
+        )
         .await?;
-    eventually("the payment request is created", || async { Ok(stack.count("PaymentRequestCreated").await? == 1) }).await?;
+    eventually("the payment request is created", || async {
+        Ok(stack.count("PaymentRequestCreated").await? == 1)
+    })
+    .await?;
     // Killed before the deadline; it is due while no sagas process runs.
     sagas.kill()?;
     tokio::time::sleep(Duration::from_secs(period_secs + 1)).await;
     assert_eq!(stack.count("PaymentRequestExpired").await?, 0);
     let sagas = SagasProcess::start(&stack.env, period_secs)?;
-    eventually("the request expires", || async { Ok(stack.count("PaymentRequestExpired").await? == 1) }).await?;
+    eventually("the request expires", || async {
+        Ok(stack.count("PaymentRequestExpired").await? == 1)
+    })
+    .await?;
     let request = domain::PaymentRequestId::for_milestone(milestone).to_string();
     stack
-        .post("/payments/wallet/deposits", Some(&client), json!({"amount": {"minor": 9_000, "currency": "USD"}}), StatusCode::OK)
+        .post(
+            "/payments/wallet/deposits",
+            Some(&client),
+            json!({"amount": {"minor": 9_000, "currency": "USD"}}),
+            StatusCode::OK,
+        )
         .await?;
     stack
-        .post(&format!("/payments/requests/{request}/pay"), Some(&client), json!({}), StatusCode::CONFLICT)
+        .post(
+            &format!("/payments/requests/{request}/pay"),
+            Some(&client),
+            json!({}),
+            StatusCode::CONFLICT,
+        )
         .await?;
     sagas.kill()?;
     stack.stop().await
@@ -257,9 +363,17 @@ async fn a_republished_proposal_accepted_creates_no_second_contract() -> anyhow:
     let (client, _, job, proposal) = stack.proposal().await?;
     let sagas = SagasProcess::start(&stack.env, 3600)?;
     stack
-        .post(&format!("/jobs/{job}/proposals/{proposal}/accept"), Some(&client), json!({}), StatusCode::OK)
+        .post(
+            &format!("/jobs/{job}/proposals/{proposal}/accept"),
+            Some(&client),
+            json!({}),
+            StatusCode::OK,
+        )
         .await?;
-    eventually("the contract is initiated", || async { Ok(stack.count("ContractInitiated").await? == 1) }).await?;
+    eventually("the contract is initiated", || async {
+        Ok(stack.count("ContractInitiated").await? == 1)
+    })
+    .await?;
     // A new process (no in-memory de-duplication) and the relay publishing the event again.
     sagas.kill()?;
     let port = free_port()?;
@@ -271,16 +385,20 @@ async fn a_republished_proposal_accepted_creates_no_second_contract() -> anyhow:
     )
     .execute(ledger.pool())
     .await?;
-    sqlx::query("SELECT pg_notify('workup_outbox', '')").execute(ledger.pool()).await?;
+    sqlx::query("SELECT pg_notify('workup_outbox', '')")
+        .execute(ledger.pool())
+        .await?;
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     eventually("the republished event is answered by the ledger", || async {
         let Ok(answer) = stack.http.get(&metrics).send().await else {
             return Ok(false);
         };
         let text = answer.text().await?;
-        Ok(text
-            .lines()
-            .any(|l| l.starts_with("workup_saga_commands_total") && l.contains("InitiateContract") && l.contains("replayed")))
+        Ok(text.lines().any(|l| {
+            l.starts_with("workup_saga_commands_total")
+                && l.contains("InitiateContract")
+                && l.contains("replayed")
+        }))
     })
     .await?;
     assert_eq!(stack.count("ContractInitiated").await?, 1, "no second contract");
@@ -311,21 +429,42 @@ async fn a_contract_that_cannot_be_initiated_is_compensated() -> anyhow::Result<
         }],
     };
     let metadata = infra::ledger::EventMetadata::new(Uuid::now_v7(), None, chrono::Utc::now());
-    ledger.append(infra::ledger::AppendRequest::new(metadata, vec![write])).await?;
+    ledger
+        .append(infra::ledger::AppendRequest::new(metadata, vec![write]))
+        .await?;
 
     let _sagas = SagasProcess::start(&stack.env, 3600)?;
     stack
-        .post(&format!("/jobs/{job}/proposals/{proposal}/accept"), Some(&client), json!({}), StatusCode::OK)
+        .post(
+            &format!("/jobs/{job}/proposals/{proposal}/accept"),
+            Some(&client),
+            json!({}),
+            StatusCode::OK,
+        )
         .await?;
-    eventually("the acceptance is reverted", || async { Ok(stack.count("ProposalAcceptanceReverted").await? == 1) }).await?;
+    eventually("the acceptance is reverted", || async {
+        Ok(stack.count("ProposalAcceptanceReverted").await? == 1)
+    })
+    .await?;
     assert_eq!(stack.count("JobReopened").await?, 1, "the job is open again");
-    let reason: String = sqlx::query_scalar("SELECT payload->>'reason' FROM events WHERE event_type = 'JobReopened'")
-        .fetch_one(ledger.pool())
-        .await?;
+    let reason: String =
+        sqlx::query_scalar("SELECT payload->>'reason' FROM events WHERE event_type = 'JobReopened'")
+            .fetch_one(ledger.pool())
+            .await?;
     assert!(reason.contains("contract-already-initiated"), "{reason}");
-    let proposal_state = ledger.load::<domain::jobs::Proposal>(proposal.parse()?).await?.state;
-    assert_eq!(proposal_state.status(), Some(domain::jobs::ProposalStatus::Submitted), "pending again");
+    let proposal_state = ledger
+        .load::<domain::jobs::Proposal>(proposal.parse()?)
+        .await?
+        .state;
+    assert_eq!(
+        proposal_state.status(),
+        Some(domain::jobs::ProposalStatus::Submitted),
+        "pending again"
+    );
     let job_state = ledger.load::<domain::jobs::Job>(job.parse()?).await?.state;
-    assert!(!job_state.closed && job_state.accepted_proposal.is_none(), "the job takes proposals again");
+    assert!(
+        !job_state.closed && job_state.accepted_proposal.is_none(),
+        "the job takes proposals again"
+    );
     stack.stop().await
 }

@@ -212,7 +212,11 @@ impl ApiError {
                 "Unsupported media type",
             ),
             Self::RateLimited { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code, "Too many requests"),
-            Self::ReadModelBehind(_) => (StatusCode::GATEWAY_TIMEOUT, "read-model-behind", "Read model behind"),
+            Self::ReadModelBehind(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "read-model-behind",
+                "Read model behind",
+            ),
             Self::IdempotencyKeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -290,7 +294,10 @@ mod tests {
             let response = ApiError::from(LedgerError::Database(error)).into_response();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers()[header::RETRY_AFTER], "2");
-            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "application/problem+json"
+            );
         }
         let response = ApiError::from(LedgerError::Database(sqlx::Error::RowNotFound)).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -168,18 +168,24 @@ mod tests {
     #[tokio::test]
     async fn a_read_waits_for_its_streams_only_and_gives_up_at_the_bound() {
         let id = Uuid::now_v7();
-        let token: ConsistencyToken = format!("job:{id}:2,wallet:{}:9", Uuid::now_v7()).parse().expect("token");
+        let token: ConsistencyToken = format!("job:{id}:2,wallet:{}:9", Uuid::now_v7())
+            .parse()
+            .expect("token");
         let applied = AtomicI64::new(1);
         let wait = Wait {
             timeout: Duration::from_millis(200),
         };
         let behind = wait
-            .until_applied(Some(&token), "jobs", &["job"], |_| async { Ok(Some(applied.load(Ordering::SeqCst))) })
+            .until_applied(Some(&token), "jobs", &["job"], |_| async {
+                Ok(Some(applied.load(Ordering::SeqCst)))
+            })
             .await;
         assert!(matches!(behind, Err(ApiError::ReadModelBehind(_))), "{behind:?}");
         applied.store(2, Ordering::SeqCst);
-        wait.until_applied(Some(&token), "jobs", &["job"], |_| async { Ok(Some(applied.load(Ordering::SeqCst))) })
-            .await
-            .expect("the wallet stream is not the jobs model's business");
+        wait.until_applied(Some(&token), "jobs", &["job"], |_| async {
+            Ok(Some(applied.load(Ordering::SeqCst)))
+        })
+        .await
+        .expect("the wallet stream is not the jobs model's business");
     }
 }

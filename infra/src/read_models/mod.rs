@@ -5,11 +5,15 @@
 //!   read model has applied it.
 //! - [`contracts`]: Cassandra contracts by id, by client and by freelancer, milestones and
 //!   termination requests by contract (version-guarded writes at the version's timestamp).
+//! - [`jobs`]: Cassandra jobs by id and by client, the keyword index of open jobs, proposals
+//!   by id, by job and by freelancer (per-column write timestamps = stream versions, plus a
+//!   version guard); the key of a job in the Redis cache.
 //! - [`payments`]: Redis wallets, recent transactions and withdrawal statuses (Lua,
 //!   version-guarded); Cassandra payment requests by id, by client and by freelancer.
 //! - [`users`]: MongoDB `users`: profile documents (own and public views), version-guarded.
 
 pub mod consistency;
 pub mod contracts;
+pub mod jobs;
 pub mod payments;
 pub mod users;

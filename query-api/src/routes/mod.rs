@@ -3,6 +3,7 @@
 pub mod contracts;
 pub mod jobs;
 pub mod media;
+pub mod payments;
 pub mod users;
 
 use axum::Router;
@@ -23,7 +24,7 @@ use crate::state::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "WorkUp query-api", description = "Reads over the projected read models."),
-    paths(users::get_own_profile, users::get_user, jobs::get_job, contracts::get_contract, contracts::my_contracts, contracts::contract_milestones, contracts::contract_terminations, media::describe, media::list_group, media::get_file),
+    paths(users::get_own_profile, users::get_user, jobs::get_job, jobs::my_jobs, jobs::search_jobs, jobs::job_proposals, jobs::get_proposal, jobs::my_proposals, contracts::get_contract, contracts::my_contracts, contracts::contract_milestones, contracts::contract_terminations, payments::my_wallet, payments::my_transactions, payments::my_withdrawal, payments::my_payment_requests, media::describe, media::list_group, media::get_file),
     components(schemas(Problem, openapi::FieldErrorSchema, openapi::MoneySchema)),
     modifiers(&BearerAuth)
 )]
@@ -44,6 +45,7 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .merge(users::router())
         .merge(jobs::router())
         .merge(contracts::router())
+        .merge(payments::router())
         .merge(media::router())
         .with_state(state);
     with_common_layers(

@@ -80,6 +80,8 @@ pub async fn get_user(
 async fn wait(app: &AppState, token: Option<&ConsistencyToken>) -> Result<(), ApiError> {
     let profiles = &app.profiles;
     app.wait
-        .until_applied(token, READ_MODEL, &[users::STREAM_TYPE], |id| profiles.applied(id))
+        .until_applied(token, READ_MODEL, &[users::STREAM_TYPE], |id| {
+            profiles.applied(id)
+        })
         .await
 }

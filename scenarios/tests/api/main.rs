@@ -3,9 +3,15 @@
 mod bad_input;
 mod commands;
 mod concurrency;
+mod contract_reads;
 mod docs_page;
 mod fuzz;
+mod job_reads;
+mod marketplace_flow;
 mod media;
 mod operations;
+mod payment_reads;
+mod projector_lag;
+mod user_reads;
 mod walking_skeleton;
 mod world;

@@ -25,7 +25,7 @@ async fn a_registered_client_posts_a_job_and_both_are_readable() -> anyhow::Resu
         }
     })
     .await?;
-    assert_eq!(user["_id"], client_id);
+    assert_eq!(user["id"], client_id);
     assert_eq!(user["name"], "Ada Lovelace");
     assert_eq!(user["role"], "client");
     assert!(
@@ -58,8 +58,8 @@ async fn a_registered_client_posts_a_job_and_both_are_readable() -> anyhow::Resu
     let (position, echoed) = (header("x-consistency-position"), header("x-request-id"));
     let created: Value = expect(response, StatusCode::CREATED).await?;
     let job_id = created["id"].as_str().expect("job id").to_owned();
-    assert_eq!(position, Some(format!("{job_id}:1")));
-    assert_eq!(created["position"], format!("{job_id}:1"));
+    assert_eq!(position, Some(format!("job:{job_id}:1")));
+    assert_eq!(created["position"], format!("job:{job_id}:1"));
     assert_eq!(echoed, Some(request_id.to_string()), "the request id is echoed");
 
     // The ledger holds the event, correlated with the request.

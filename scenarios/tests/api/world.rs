@@ -4,12 +4,14 @@
 
 use anyhow::Context as _;
 use chrono::{Days, Utc};
-use domain::{ContractId, MilestoneId, PaymentRequestId, ProposalId, contracts::Contract, payments::PaymentRequest};
+use domain::{
+    ContractId, MilestoneId, PaymentRequestId, ProposalId, contracts::Contract, payments::PaymentRequest,
+};
 use infra::ledger::Ledger;
 use reqwest::{Method, Response, StatusCode};
 use scenarios::harness::{Platform, eventually, expect};
-use std::time::Duration;
 use serde_json::{Value, json};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// How long a saga may take to act on an event here.
@@ -243,7 +245,10 @@ impl World {
             .iter()
             .find(|e| e.event_type == "ContractInitiated")
             .context("no ContractInitiated in the ledger")?;
-        let token = format!("{}:{}:{}", initiated.stream_type, initiated.stream_id, initiated.version);
+        let token = format!(
+            "{}:{}:{}",
+            initiated.stream_type, initiated.stream_id, initiated.version
+        );
         Ok((contract, milestones, token))
     }
 
