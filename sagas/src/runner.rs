@@ -28,6 +28,8 @@ use crate::{
     saga::Saga,
 };
 
+/// How often each consumer group's lag is measured.
+const LAG_EVERY: Duration = Duration::from_secs(2);
 /// Attempts before a saga parks an event: a saga step must not give up on a short outage.
 const SAGA_ATTEMPTS: u32 = 12;
 
@@ -182,6 +184,8 @@ fn spawn_consumer(
 ) {
     let mut options = ConsumerOptions::new(name, vec![kafka.context_topic(context)]);
     options.max_attempts = SAGA_ATTEMPTS;
+    // Lag (events and seconds behind) and DLQ size in `/metrics`, as for projectors.
+    options.projector_lag = Some(LAG_EVERY);
     let (kafka, stopped, manager) = (kafka.clone(), stopped.clone(), Arc::new(manager));
     tasks.spawn(async move { Ok(consumer::run(&kafka, options, manager, stopped).await?) });
 }
