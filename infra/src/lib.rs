@@ -5,6 +5,7 @@
 //! - [`ledger`]: the PostgreSQL event store, outbox and command path (DESIGN §4).
 //! - [`relay`]: the outbox relay to Kafka (DESIGN §1, §5).
 //! - [`sagas`]: the process managers' steps and deadlines (DESIGN §7).
+//! - [`service`]: running background workers beside their HTTP endpoint.
 //! - [`kafka`]: Kafka clients, topics and the consumer toolkit.
 //! - [`read_models`]: one module per context (views, schema, queries), shared by projectors and
 //!   query-api; read-your-writes.
@@ -24,6 +25,7 @@ pub mod read_models;
 pub mod redis;
 pub mod relay;
 pub mod sagas;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "test-support")]

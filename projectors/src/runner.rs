@@ -1,9 +1,7 @@
 //! Starting every projector, and the health/metrics endpoint of the process.
 
 use anyhow::Context as _;
-use axum::Router;
 use domain::BoundedContext;
-use futures::FutureExt;
 use infra::read_models::contracts::{self as contracts_read_model, ContractsReadModel};
 use infra::read_models::jobs::{self as jobs_read_model, JobStore};
 use infra::{
@@ -16,6 +14,7 @@ use infra::{
     mongo,
     read_models::users::UserProfiles,
     redis::Cache,
+    service::Workers,
 };
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
@@ -90,10 +89,7 @@ fn spawn_projector(
 
 /// The running projectors of one process.
 pub struct Projectors {
-    listener: TcpListener,
-    router: Router,
-    consumers: JoinSet<anyhow::Result<()>>,
-    stop: watch::Sender<bool>,
+    workers: Workers,
 }
 
 impl Projectors {
@@ -173,47 +169,21 @@ impl Projectors {
             .await
             .with_context(|| format!("could not listen on {address} (WORKUP_PROJECTORS_PORT)"))?;
         Ok(Self {
-            listener,
-            router,
-            consumers,
-            stop,
+            workers: Workers::new(listener, router, consumers, stop),
         })
     }
 
-    /// The port of the health endpoint.
+    /// The port of the HTTP endpoint.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.workers.port()
     }
 
-    /// Run until `shutdown` resolves or a consumer fails; then stop every consumer, each
-    /// finishing its event in flight and committing its offsets.
+    /// Run until `shutdown` resolves or a worker fails; then stop every consumer (each finishing
+    /// its event in flight and committing its offsets) and the server.
     pub async fn run_until_stopped(
-        mut self,
+        self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "projectors running");
-        let (server_stop, server_stopped) = watch::channel(false);
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            let mut stopped = server_stopped;
-            let _ = stopped.changed().await;
-        });
-        let server = tokio::spawn(async move { server.await });
-        let failed = tokio::select! {
-            _ = shutdown.map(|_| ()) => None,
-            Some(result) = self.consumers.join_next() => Some(result),
-        };
-        let _ = self.stop.send(true);
-        let _ = server_stop.send(true);
-        while let Some(result) = self.consumers.join_next().await {
-            result??;
-        }
-        server.await??;
-        match failed {
-            Some(result) => {
-                result??;
-                anyhow::bail!("a projector stopped unexpectedly")
-            }
-            None => Ok(()),
-        }
+        self.workers.run_until_stopped("projectors", shutdown).await
     }
 }

@@ -4,7 +4,6 @@
 use anyhow::Context as _;
 use axum::Router;
 use domain::BoundedContext;
-use futures::FutureExt;
 use infra::{
     config::{Config, KafkaConfig},
     http::{auth::TokenKeys, health, openapi, with_common_layers},
@@ -14,6 +13,7 @@ use infra::{
     },
     ledger::{Ledger, RecordedEvent, Upcasters},
     sagas::SagaStore,
+    service::Workers,
 };
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
@@ -55,10 +55,7 @@ impl EventHandler for ProcessManager {
 
 /// The running sagas service.
 pub struct Sagas {
-    listener: TcpListener,
-    router: Router,
-    tasks: JoinSet<anyhow::Result<()>>,
-    stop: watch::Sender<bool>,
+    workers: Workers,
 }
 
 impl Sagas {
@@ -128,48 +125,22 @@ impl Sagas {
             .await
             .with_context(|| format!("could not listen on {address} (WORKUP_SAGAS_PORT)"))?;
         Ok(Self {
-            listener,
-            router,
-            tasks,
-            stop,
+            workers: Workers::new(listener, router, tasks, stop),
         })
     }
 
     /// The port of the HTTP endpoint.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+        self.workers.port()
     }
 
-    /// Run until `shutdown` resolves or a task fails; then stop every consumer (finishing the
-    /// event in flight and committing) and the poller.
+    /// Run until `shutdown` resolves or a worker fails; then stop every consumer (each finishing
+    /// its event in flight and committing its offsets) and the server.
     pub async fn run_until_stopped(
-        mut self,
+        self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(port = self.port(), "sagas running");
-        let (server_stop, server_stopped) = watch::channel(false);
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            let mut stopped = server_stopped;
-            let _ = stopped.changed().await;
-        });
-        let server = tokio::spawn(async move { server.await });
-        let failed = tokio::select! {
-            _ = shutdown.map(|_| ()) => None,
-            Some(result) = self.tasks.join_next() => Some(result),
-        };
-        let _ = self.stop.send(true);
-        let _ = server_stop.send(true);
-        while let Some(result) = self.tasks.join_next().await {
-            result??;
-        }
-        server.await??;
-        match failed {
-            Some(result) => {
-                result??;
-                anyhow::bail!("a saga stopped unexpectedly")
-            }
-            None => Ok(()),
-        }
+        self.workers.run_until_stopped("sagas", shutdown).await
     }
 }
 
