@@ -1,9 +1,9 @@
 //! Payment requests in Cassandra: by id, by client and by freelancer (oldest first), the same
 //! columns in every table. Every row keeps the stream version it reflects. The local CQL
 //! emulator accepts `USING TIMESTAMP` but ignores it (last write wins) and cannot bind it, so the
-//! write is version-guarded read-then-write, like the jobs table: the projector is the only
-//! writer of a stream and a stream's events arrive in order on one partition, so only a
-//! rebalance overlap could race.
+//! write is version-guarded read-then-write, like the jobs table, and every batch also carries
+//! the stream version as its write timestamp (set through the driver, as `USING TIMESTAMP`
+//! would): on ScyllaDB a rebalance overlap cannot put an older version over a newer one.
 //!
 //! The schema, the views served, the settlement the projector writes, the stored row, the
 //! prepared statements and the [`Payments`] reads and writes of the tables.
@@ -323,8 +323,13 @@ impl Payments {
             r.cancel_reason.as_deref(),
             r.version,
         );
+        // The version as the write timestamp: on ScyllaDB the newest version wins per column even
+        // if two consumers overlap after a rebalance (the emulator ignores it; the guard above
+        // protects there).
+        let mut create = self.cql.create.clone();
+        create.set_timestamp(Some(r.version));
         self.session
-            .batch(&self.cql.create, (row.clone(), row.clone(), row))
+            .batch(&create, (row.clone(), row.clone(), row))
             .await?;
         Ok(true)
     }
@@ -358,6 +363,9 @@ impl Payments {
             ),
         };
         let status = status.as_str();
+        let mut batch = batch.clone();
+        batch.set_timestamp(Some(version));
+        let batch = &batch;
         match reason {
             None => {
                 let by_id = (status, at, version, id);
