@@ -101,6 +101,20 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     ) || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"))
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    /// A read-model store that fails to answer is "unavailable, retry" (503); a stored value
+    /// that cannot be decoded is a bug (500).
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Codec(_) => Self::Unexpected(e.into()),
+            other => {
+                tracing::error!(error = %other, cause = ?other, "read-model store failed");
+                Self::Unavailable("read-model-unavailable")
+            }
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -125,9 +125,7 @@ impl Wait {
             .filter(|p| stream_types.contains(&p.stream_type.as_str()))
         {
             loop {
-                let seen = applied(position.stream_id)
-                    .await
-                    .map_err(|e| ApiError::Unexpected(e.into()))?;
+                let seen = applied(position.stream_id).await.map_err(ApiError::from)?;
                 if seen.is_some_and(|v| v >= position.version) {
                     break;
                 }

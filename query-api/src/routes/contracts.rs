@@ -128,7 +128,7 @@ pub async fn contract_milestones(
 ) -> Result<Json<MilestonePage>, ApiError> {
     wait(&app, token.as_ref(), &[contracts::CONTRACT_STREAM]).await?;
     visible_contract(&app, &actor, id).await?;
-    let items = app.contracts.milestones(id).await.map_err(unexpected)?;
+    let items = app.contracts.milestones(id).await.map_err(ApiError::from)?;
     Ok(Json(MilestonePage {
         items,
         next_page_token: None,
@@ -166,7 +166,7 @@ pub async fn contract_terminations(
 /// The contract `id` if `actor` may see it: a party or an admin. Anyone else gets the 404 of a
 /// missing contract, so ids reveal nothing (DESIGN §2).
 async fn visible_contract(app: &AppState, actor: &Actor, id: Uuid) -> Result<ContractView, ApiError> {
-    match app.contracts.contract(id).await.map_err(unexpected)? {
+    match app.contracts.contract(id).await.map_err(ApiError::from)? {
         Some(contract) if contract.is_party(actor.id.as_uuid()) || actor.role == Role::Admin => Ok(contract),
         _ => Err(ApiError::NotFound("contract-not-found")),
     }
@@ -187,10 +187,6 @@ async fn wait(
 fn list_error(e: ListError) -> ApiError {
     match e {
         ListError::BadPageToken => DomainError::invalid("page_token", "not a page token of this list").into(),
-        ListError::Store(e) => unexpected(e),
+        ListError::Store(e) => ApiError::from(e),
     }
-}
-
-fn unexpected(e: infra::store::StoreError) -> ApiError {
-    ApiError::Unexpected(e.into())
 }

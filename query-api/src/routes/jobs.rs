@@ -23,7 +23,6 @@ use infra::{
         consistency::ConsistencyToken,
         jobs::{self, BadQuery, Cursor, JobPage, JobView, PageRequest, ProposalPage, ProposalView},
     },
-    store::StoreError,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -145,7 +144,7 @@ pub async fn get_job(
         .jobs
         .get(id)
         .await
-        .map_err(unexpected)?
+        .map_err(ApiError::from)?
         .ok_or(ApiError::NotFound("job-not-found"))?;
     if let Err(error) = app.cache.put_versioned(&key, job.version, &job).await {
         tracing::warn!(%error, "cache fill failed");
@@ -179,7 +178,7 @@ pub async fn my_jobs(
         .jobs_of_client(actor.id.as_uuid(), &page)
         .await
         .map(Json)
-        .map_err(unexpected)
+        .map_err(ApiError::from)
 }
 
 /// Open jobs having **any** word of `q` in their title, description or skills (whole words,
@@ -211,7 +210,11 @@ pub async fn search_jobs(
     }
     .request()?;
     wait(&app, token.as_ref(), &[Job::STREAM_TYPE]).await?;
-    app.jobs.search(&words, &page).await.map(Json).map_err(unexpected)
+    app.jobs
+        .search(&words, &page)
+        .await
+        .map(Json)
+        .map_err(ApiError::from)
 }
 
 /// The proposals to a job, newest first (its owner and admins only).
@@ -237,7 +240,7 @@ pub async fn job_proposals(
         .jobs
         .get(id)
         .await
-        .map_err(unexpected)?
+        .map_err(ApiError::from)?
         .ok_or(ApiError::NotFound("job-not-found"))?;
     if job.client_id != actor.id.as_uuid() && actor.role != Role::Admin {
         return Err(DomainError::Forbidden("not-the-job-owner").into());
@@ -246,7 +249,7 @@ pub async fn job_proposals(
         .proposals_of_job(id, &page)
         .await
         .map(Json)
-        .map_err(unexpected)
+        .map_err(ApiError::from)
 }
 
 /// A proposal (its author, the job's owner and admins only).
@@ -265,7 +268,7 @@ pub async fn get_proposal(
     token: Option<ConsistencyToken>,
 ) -> Result<Json<ProposalView>, ApiError> {
     wait(&app, token.as_ref(), &[Proposal::STREAM_TYPE]).await?;
-    match app.jobs.proposal(id).await.map_err(unexpected)? {
+    match app.jobs.proposal(id).await.map_err(ApiError::from)? {
         Some(proposal) if may_see(&actor, &proposal) => Ok(Json(proposal)),
         _ => Err(ApiError::NotFound("proposal-not-found")),
     }
@@ -297,7 +300,7 @@ pub async fn my_proposals(
         .proposals_of_freelancer(actor.id.as_uuid(), &page)
         .await
         .map(Json)
-        .map_err(unexpected)
+        .map_err(ApiError::from)
 }
 
 /// Whether `actor` may see `proposal`: its author, the job's owner or an admin (DESIGN §2).
@@ -316,8 +319,4 @@ async fn wait(
     app.wait
         .until_applied(token, NAME, stream_types, |id| jobs.applied(id))
         .await
-}
-
-fn unexpected(e: StoreError) -> ApiError {
-    ApiError::Unexpected(e.into())
 }

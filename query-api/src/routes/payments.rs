@@ -26,7 +26,6 @@ use infra::{
             WalletView, WithdrawalView,
         },
     },
-    store::StoreError,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -111,7 +110,7 @@ pub async fn my_wallet(
     model
         .wallet(wallet_id)
         .await
-        .map_err(unexpected)?
+        .map_err(ApiError::from)?
         .map(Json)
         .ok_or(ApiError::NotFound("wallet-not-found"))
 }
@@ -149,7 +148,7 @@ pub async fn my_transactions(
         .transactions(wallet_id, limit, cursor)
         .await
         .map(Json)
-        .map_err(unexpected)
+        .map_err(ApiError::from)
 }
 
 /// A withdrawal of the caller: PENDING → PROCESSING → SUCCEEDED | FAILED | CANCELLED, with
@@ -175,7 +174,7 @@ pub async fn my_withdrawal(
             model.applied_withdrawal(id)
         })
         .await?;
-    match model.withdrawal(id).await.map_err(unexpected)? {
+    match model.withdrawal(id).await.map_err(ApiError::from)? {
         Some(w) if w.owner_id == actor.id.as_uuid() || actor.role == Role::Admin => Ok(Json(w)),
         _ => Err(ApiError::NotFound("withdrawal-not-found")),
     }
@@ -218,13 +217,9 @@ pub async fn my_payment_requests(
         .payment_requests(actor.id.as_uuid(), params.role, limit, cursor)
         .await
         .map(Json)
-        .map_err(unexpected)
+        .map_err(ApiError::from)
 }
 
 fn bad_page_token(_: BadPageToken) -> ApiError {
     DomainError::invalid("page_token", "not a page token of this list").into()
-}
-
-fn unexpected(e: StoreError) -> ApiError {
-    ApiError::Unexpected(e.into())
 }

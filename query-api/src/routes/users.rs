@@ -46,7 +46,7 @@ pub async fn get_own_profile(
     app.profiles
         .own(actor.id.as_uuid())
         .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?
+        .map_err(ApiError::from)?
         .map(Json)
         .ok_or(ApiError::NotFound("user-not-found"))
 }
@@ -71,7 +71,7 @@ pub async fn get_user(
     app.profiles
         .public(id)
         .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?
+        .map_err(ApiError::from)?
         .map(Json)
         .ok_or(ApiError::NotFound("user-not-found"))
 }
