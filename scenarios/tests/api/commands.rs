@@ -371,6 +371,17 @@ async fn every_write_checks_token_ownership_and_fields() -> anyhow::Result<()> {
         )
         .await?;
     problem(paid_twice, StatusCode::CONFLICT, "a request is paid once").await;
+    // The completion saga now appends MilestonePaid to the contract: a contract command sent
+    // meanwhile would lose the race with a 409 (a client retries); wait for it here.
+    let contract_id: uuid::Uuid = contract.parse()?;
+    scenarios::harness::eventually(std::time::Duration::from_secs(20), || async {
+        let events = w.ledger.read_stream(contract_id, 1).await?;
+        Ok(events
+            .iter()
+            .any(|e| e.event_type == "MilestonePaid")
+            .then_some(()))
+    })
+    .await?;
 
     // the other party accepts a new termination request: the contract ends
     let second = w
