@@ -17,9 +17,9 @@ use infra::{
         contracts::{self, ContractPage, ContractView, ListError, MilestonePage, Party, TerminationPage},
     },
 };
-use serde::Deserialize;
 use uuid::Uuid;
 
+use super::paging::PageParams;
 use crate::state::AppState;
 
 /// Routes of the contracts context.
@@ -29,30 +29,6 @@ pub fn router() -> Router<AppState> {
         .route("/contracts/{id}", get(get_contract))
         .route("/contracts/{id}/milestones", get(contract_milestones))
         .route("/contracts/{id}/terminations", get(contract_terminations))
-}
-
-/// Paging of a list: `limit` items (default 20, 1 to 100) from `page_token` on.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Items per page: 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
-    /// `next_page_token` of the previous page; absent for the first page.
-    page_token: Option<String>,
-}
-
-impl PageParams {
-    /// The limit, checked.
-    fn limit(&self) -> Result<u32, ApiError> {
-        match self.limit {
-            None => Ok(contracts::DEFAULT_LIMIT),
-            Some(limit) => u32::try_from(limit)
-                .ok()
-                .filter(|l| (1..=contracts::MAX_LIMIT).contains(l))
-                .ok_or_else(|| DomainError::invalid("limit", "1 to 100").into()),
-        }
-    }
 }
 
 /// A contract: its parties, status and dates.

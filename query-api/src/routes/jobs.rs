@@ -27,14 +27,11 @@ use infra::{
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::paging::PageParams;
 use crate::state::AppState;
 
 /// The read model's name in 504 problems.
 const NAME: &str = "jobs";
-/// Items per page when `limit` is absent.
-const DEFAULT_LIMIT: usize = 20;
-/// Most items per page.
-const MAX_LIMIT: usize = 100;
 /// Longest search query.
 const MAX_QUERY_CHARS: usize = 500;
 
@@ -49,27 +46,10 @@ pub fn router() -> Router<AppState> {
         .route("/proposals/{id}", get(get_proposal))
 }
 
-/// Paging of a list: `limit` items (default 20, 1 to 100) from `page_token` on, newest first.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Items per page: 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
-    /// `next_page_token` of the previous page; absent for the first page.
-    page_token: Option<String>,
-}
-
 impl PageParams {
     /// The page asked for, checked (400 naming `limit` or `page_token`).
     fn request(&self) -> Result<PageRequest, ApiError> {
-        let limit = match self.limit {
-            None => DEFAULT_LIMIT,
-            Some(limit) => usize::try_from(limit)
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
-                .ok_or_else(|| DomainError::invalid("limit", "1 to 100"))?,
-        };
+        let limit = self.limit()?;
         let after = self
             .page_token
             .as_deref()

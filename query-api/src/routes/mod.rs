@@ -3,6 +3,7 @@
 pub mod contracts;
 pub mod jobs;
 pub mod media;
+pub mod paging;
 pub mod payments;
 pub mod users;
 

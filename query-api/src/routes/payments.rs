@@ -30,12 +30,9 @@ use infra::{
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::paging::{PageParams, page_limit};
 use crate::state::AppState;
 
-/// Items per page when `limit` is absent.
-const DEFAULT_LIMIT: usize = 20;
-/// Most items per page.
-const MAX_LIMIT: usize = 100;
 /// The read model's name in 504 answers.
 const NAME: &str = "payments";
 
@@ -46,29 +43,6 @@ pub fn router() -> Router<AppState> {
         .route("/payments/wallet/transactions", get(my_transactions))
         .route("/payments/wallet/withdrawals/{id}", get(my_withdrawal))
         .route("/payments/requests/me", get(my_payment_requests))
-}
-
-/// Paging of a list: `limit` items (default 20, 1 to 100) from `page_token` on.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Items per page: 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
-    /// `next_page_token` of the previous page; absent for the first page.
-    page_token: Option<String>,
-}
-
-impl PageParams {
-    fn limit(&self) -> Result<usize, ApiError> {
-        match self.limit {
-            None => Ok(DEFAULT_LIMIT),
-            Some(limit) => usize::try_from(limit)
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
-                .ok_or_else(|| DomainError::invalid("limit", "1 to 100").into()),
-        }
-    }
 }
 
 /// Which payment requests of the caller to list.
@@ -196,11 +170,7 @@ pub async fn my_payment_requests(
     Query(params): Query<RequestParams>,
     token: Option<ConsistencyToken>,
 ) -> Result<Json<PaymentRequestPage>, ApiError> {
-    let limit = PageParams {
-        limit: params.limit,
-        page_token: None,
-    }
-    .limit()?;
+    let limit = page_limit(params.limit)?;
     let cursor = params
         .page_token
         .as_deref()

@@ -50,10 +50,8 @@ pub const NAME: &str = "contracts";
 pub const CONTRACT_STREAM: &str = "contract";
 /// Stream type of termination requests (see `domain::contracts::TerminationRequest`).
 pub const TERMINATION_STREAM: &str = "termination";
-/// Items per page when the caller names no limit.
-pub const DEFAULT_LIMIT: u32 = 20;
 /// Most items per page.
-pub const MAX_LIMIT: u32 = 100;
+pub const MAX_LIMIT: usize = 100;
 
 /// Create this read model's tables (the keyspace exists: `cassandra::ensure_schema`).
 pub async fn ensure_schema(session: &Session, keyspace: &str) -> Result<(), StoreError> {
@@ -445,7 +443,7 @@ impl ContractsReadModel {
     pub async fn contracts_of(
         &self,
         party: Party,
-        limit: u32,
+        limit: usize,
         page_token: Option<&str>,
     ) -> Result<ContractPage, ListError> {
         let (statement, party_id) = match party {
@@ -483,7 +481,7 @@ impl ContractsReadModel {
     pub async fn terminations(
         &self,
         contract_id: Uuid,
-        limit: u32,
+        limit: usize,
         page_token: Option<&str>,
     ) -> Result<TerminationPage, ListError> {
         let (rows, next_page_token) = self
@@ -511,7 +509,7 @@ impl ContractsReadModel {
         &self,
         statement: &PreparedStatement,
         key: Uuid,
-        limit: u32,
+        limit: usize,
         page_token: Option<&str>,
     ) -> Result<(Vec<R>, Option<String>), ListError>
     where
