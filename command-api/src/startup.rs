@@ -51,6 +51,7 @@ impl Application {
             media: infra::media::MediaStore::new(&config.media.dir),
             max_photo_bytes: config.media.max_photo_bytes,
             max_resume_bytes: config.media.max_resume_bytes,
+            cooldown: config.withdrawals.cooldown(),
         };
         let router = routes::router(state, &config.http);
         let address = format!("{}:{}", config.http.host, config.http.command_api_port);

@@ -5,7 +5,7 @@ use axum::{
     http::request::Parts,
 };
 use chrono::Utc;
-use domain::{Actor, Context, Role, Timestamp, UserId};
+use domain::{Actor, Context, Role, Timestamp, UserId, payments::withdrawal::Cooldown};
 use infra::{
     http::{
         ApiError,
@@ -36,6 +36,8 @@ pub struct AppState {
     pub max_photo_bytes: usize,
     /// Largest accepted resume, in bytes.
     pub max_resume_bytes: usize,
+    /// One withdrawal per wallet per window, and what a request inside it gets (DESIGN §9).
+    pub cooldown: Cooldown,
 }
 
 impl FromRef<AppState> for TokenKeys {

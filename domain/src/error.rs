@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::Timestamp;
+
 /// One invalid input field: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -36,6 +38,14 @@ pub enum DomainError {
     /// 409: the target's state does not allow this (a stable kebab-case code).
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// 429: too soon; the same request may succeed at `retry_at` (a stable kebab-case code).
+    #[error("too soon: {code}; retry at {}", retry_at.as_datetime().to_rfc3339())]
+    TooSoon {
+        /// Which limit, e.g. `withdrawal-cooldown`.
+        code: &'static str,
+        /// The earliest time the same request may succeed.
+        retry_at: Timestamp,
+    },
 }
 
 impl DomainError {
@@ -48,7 +58,10 @@ impl DomainError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Invalid(_) => "validation",
-            Self::Forbidden(code) | Self::NotFound(code) | Self::Conflict(code) => code,
+            Self::Forbidden(code)
+            | Self::NotFound(code)
+            | Self::Conflict(code)
+            | Self::TooSoon { code, .. } => code,
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct Config {
     /// Uploaded media files.
     #[command(flatten)]
     pub media: MediaConfig,
+
+    #[command(flatten)]
+    pub withdrawals: WithdrawalsConfig,
 }
 
 /// PostgreSQL ledger settings (DESIGN §4).
@@ -417,6 +420,110 @@ pub struct MediaConfig {
     /// Largest accepted resume, in bytes.
     #[arg(id = "media-max-resume-bytes", long = "media-max-resume-bytes", env = "WORKUP_MEDIA_MAX_RESUME_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_resume_bytes: usize,
+}
+
+/// What a withdrawal requested inside its wallet's cooldown window gets (DESIGN §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CooldownPolicyConfig {
+    /// 429 with `Retry-After`.
+    Reject,
+    /// Accepted and scheduled for the window's end.
+    Defer,
+}
+
+/// Withdrawals: the cooldown policy command-api applies, and the payout workers' settings
+/// (DESIGN §9).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WithdrawalsConfig {
+    /// One withdrawal per wallet per this many seconds.
+    #[arg(
+        id = "withdrawal-cooldown-secs",
+        long = "withdrawal-cooldown-secs",
+        env = "WORKUP_WITHDRAWAL_COOLDOWN_SECS",
+        default_value_t = 300
+    )]
+    pub cooldown_secs: u64,
+    /// `reject` (429) or `defer` (scheduled for the window's end) a request inside the window.
+    #[arg(
+        id = "withdrawal-cooldown-policy",
+        long = "withdrawal-cooldown-policy",
+        env = "WORKUP_WITHDRAWAL_COOLDOWN_POLICY",
+        value_enum,
+        default_value = "reject"
+    )]
+    pub cooldown_policy: CooldownPolicyConfig,
+    /// A task still running this many seconds after it started is cancelled.
+    #[arg(
+        id = "withdrawal-timeout-secs",
+        long = "withdrawal-timeout-secs",
+        env = "WORKUP_WITHDRAWAL_TIMEOUT_SECS",
+        default_value_t = 46
+    )]
+    pub timeout_secs: u64,
+    /// A worker holds a task for this many seconds and renews it while it works; a dead worker's
+    /// task is redelivered after at most this long.
+    #[arg(
+        id = "withdrawal-lease-secs",
+        long = "withdrawal-lease-secs",
+        env = "WORKUP_WITHDRAWAL_LEASE_SECS",
+        default_value_t = 10
+    )]
+    pub lease_secs: u64,
+    /// Tasks one worker runs at once.
+    #[arg(
+        id = "withdrawal-concurrency",
+        long = "withdrawal-concurrency",
+        env = "WORKUP_WITHDRAWAL_CONCURRENCY",
+        default_value_t = 32
+    )]
+    pub concurrency: usize,
+    /// How often a worker looks for due tasks (it also looks at once when its intake adds one).
+    #[arg(
+        id = "withdrawal-poll-ms",
+        long = "withdrawal-poll-ms",
+        env = "WORKUP_WITHDRAWAL_POLL_MS",
+        default_value_t = 500
+    )]
+    pub poll_ms: u64,
+    /// Port of the withdrawal worker's endpoint (health, metrics).
+    #[arg(
+        id = "withdrawal-worker-port",
+        long = "withdrawal-worker-port",
+        env = "WORKUP_WITHDRAWAL_WORKER_PORT",
+        default_value_t = 8085
+    )]
+    pub worker_port: u16,
+    /// Base URL of the payout provider (the simulator `payout-provider` locally).
+    #[arg(
+        id = "payout-provider-url",
+        long = "payout-provider-url",
+        env = "WORKUP_PAYOUT_PROVIDER_URL",
+        default_value = "http://127.0.0.1:8086"
+    )]
+    pub provider_url: String,
+}
+
+impl WithdrawalsConfig {
+    /// The cooldown rule command-api decides with.
+    pub fn cooldown(&self) -> domain::payments::withdrawal::Cooldown {
+        domain::payments::withdrawal::Cooldown {
+            window: chrono::TimeDelta::seconds(i64::try_from(self.cooldown_secs).unwrap_or(i64::MAX)),
+            policy: match self.cooldown_policy {
+                CooldownPolicyConfig::Reject => domain::payments::withdrawal::CooldownPolicy::Reject,
+                CooldownPolicyConfig::Defer => domain::payments::withdrawal::CooldownPolicy::Defer,
+            },
+        }
+    }
+
+    /// The task timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// The task lease.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
 }
 
 impl Config {

@@ -5,6 +5,8 @@
 //! - [`ledger`]: the PostgreSQL event store, outbox and command path (DESIGN §4).
 //! - [`relay`]: the outbox relay to Kafka (DESIGN §1, §5).
 //! - [`sagas`]: the process managers' steps and deadlines (DESIGN §7).
+//! - [`withdrawals`]: the withdrawal workers' task queue; [`payouts`]: the payout provider's
+//!   client (DESIGN §9).
 //! - [`service`]: running background workers beside their HTTP endpoint.
 //! - [`kafka`]: Kafka clients, topics and the consumer toolkit.
 //! - [`read_models`]: one module per context (views, schema, queries), shared by projectors and
@@ -21,6 +23,7 @@ pub mod kafka;
 pub mod ledger;
 pub mod media;
 pub mod mongo;
+pub mod payouts;
 pub mod read_models;
 pub mod redis;
 pub mod relay;
@@ -30,6 +33,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod withdrawals;
 
 /// Resolve when the process receives Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

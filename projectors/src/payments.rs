@@ -238,12 +238,14 @@ fn withdrawal_change(e: WithdrawalEvent) -> WithdrawalChange {
             owner_id,
             amount,
             requested_at,
+            scheduled_for,
             ..
         } => WithdrawalChange::Requested {
             wallet_id: wallet_id.as_uuid(),
             owner_id: owner_id.as_uuid(),
             amount,
             at: requested_at.as_datetime(),
+            scheduled_for: scheduled_for.map(|t| t.as_datetime()),
         },
         WithdrawalEvent::WithdrawalStarted { started_at, .. } => WithdrawalChange::Started {
             at: started_at.as_datetime(),

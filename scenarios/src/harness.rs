@@ -25,8 +25,14 @@ pub struct Platform {
     pub sagas_url: String,
     /// HTTP client.
     pub http: Client,
+    /// The simulated payout provider (in-process), when started with a withdrawal worker.
+    pub provider: Option<payout_provider::Provider>,
+    /// Base URL of the withdrawal worker's endpoint, when started with one.
+    pub worker_url: Option<String>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    /// The provider's server: it serves until aborted.
+    provider_server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Platform {
@@ -37,8 +43,35 @@ impl Platform {
 
     /// Start every service on a fresh [`TestEnv`] whose configuration `adjust` changes first.
     pub async fn start_with(adjust: impl FnOnce(&mut infra::config::Config)) -> anyhow::Result<Self> {
+        Self::start_services(adjust, None).await
+    }
+
+    /// [`Platform::start_with`], plus a withdrawal worker paying out through a simulated payout
+    /// provider with `provider` settings (in-process, on a free port; see [`Platform::provider`]).
+    pub async fn start_with_withdrawals(
+        adjust: impl FnOnce(&mut infra::config::Config),
+        provider: payout_provider::Settings,
+    ) -> anyhow::Result<Self> {
+        Self::start_services(adjust, Some(provider)).await
+    }
+
+    async fn start_services(
+        adjust: impl FnOnce(&mut infra::config::Config),
+        provider: Option<payout_provider::Settings>,
+    ) -> anyhow::Result<Self> {
         let mut env = TestEnv::new().await?;
         adjust(&mut env.config);
+        let mut tasks = Vec::new();
+        let (provider, provider_server) = match provider {
+            Some(settings) => {
+                let provider = payout_provider::Provider::new(settings);
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                env.config.withdrawals.provider_url = format!("http://{}", listener.local_addr()?);
+                let server = tokio::spawn(provider.clone().serve(listener));
+                (Some(provider), Some(server))
+            }
+            None => (None, None),
+        };
         let (stop, stopped) = watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -62,12 +95,21 @@ impl Platform {
         let command_url = format!("http://127.0.0.1:{}", command.port());
         let query_url = format!("http://127.0.0.1:{}", query.port());
         let projectors_url = format!("http://127.0.0.1:{}", projectors.port());
-        let tasks = vec![
+        let mut worker_url = None;
+        if provider.is_some() {
+            env.config.withdrawals.worker_port = 0;
+            let worker = workers::runner::WithdrawalWorker::build(env.config.clone())
+                .await
+                .context("withdrawal-worker")?;
+            worker_url = Some(format!("http://127.0.0.1:{}", worker.port()));
+            tasks.push(tokio::spawn(worker.run_until_stopped(until_stopped())));
+        }
+        tasks.extend([
             tokio::spawn(command.run_until_stopped(until_stopped())),
             tokio::spawn(query.run_until_stopped(until_stopped())),
             tokio::spawn(projectors.run_until_stopped(until_stopped())),
             tokio::spawn(sagas.run_until_stopped(until_stopped())),
-        ];
+        ]);
         Ok(Self {
             env,
             command_url,
@@ -75,8 +117,11 @@ impl Platform {
             projectors_url,
             sagas_url,
             http: Client::builder().timeout(Duration::from_secs(30)).build()?,
+            provider,
+            worker_url,
             stop,
             tasks,
+            provider_server,
         })
     }
 
@@ -85,6 +130,9 @@ impl Platform {
         let _ = self.stop.send(true);
         for task in self.tasks {
             task.await??;
+        }
+        if let Some(server) = self.provider_server {
+            server.abort();
         }
         Ok(())
     }

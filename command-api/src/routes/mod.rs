@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod media;
 pub mod payments;
 pub mod users;
+pub mod withdrawals;
 
 use axum::{
     Json, Router,
@@ -41,6 +42,7 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .merge(jobs::router())
         .merge(contracts::router())
         .merge(payments::router())
+        .merge(withdrawals::router())
         .merge(media::router(&state))
         .route_layer(middleware::from_fn_with_state(store, idempotency::idempotency));
     let api = Router::new()
@@ -122,6 +124,7 @@ impl From<MoneyBody> for Money {
         contracts::progress_milestone, contracts::evaluate_milestone, contracts::request_termination,
         contracts::accept_termination, contracts::reject_termination,
         payments::deposit, payments::pay_request,
+        withdrawals::request_withdrawal, withdrawals::cancel_withdrawal,
         media::upload_photo, media::upload_resume
     ),
     components(schemas(Written, Problem, AccessToken, MoneyBody, openapi::CurrencySchema, openapi::FieldErrorSchema)),

@@ -3,7 +3,8 @@
 //! - [`wallet`]: the Wallet aggregate (one per user; open, deposit; never below zero).
 //! - [`payment_request`]: the PaymentRequest aggregate (create, expire, cancel).
 //! - [`pay_request`]: paying, over the request and both wallets.
-//! - [`withdrawal`]: the Withdrawal aggregate, over its wallet (reserve, then take out or release).
+//! - [`withdrawal`]: the Withdrawal aggregate, over its wallet (reserve, then take out or release;
+//!   one per wallet per cooldown window, refused or scheduled).
 
 pub mod pay_request;
 pub mod payment_request;
@@ -16,4 +17,7 @@ mod properties;
 pub use pay_request::{PayRequest, PayRequestEvents};
 pub use payment_request::{PaymentRequest, PaymentRequestCommand, PaymentRequestEvent, PaymentRequestStatus};
 pub use wallet::{Wallet, WalletCommand, WalletEvent};
-pub use withdrawal::{Withdrawal, WithdrawalCommand, WithdrawalEvent, WithdrawalEvents, WithdrawalStatus};
+pub use withdrawal::{
+    Cooldown, CooldownPolicy, Withdrawal, WithdrawalCommand, WithdrawalEvent, WithdrawalEvents,
+    WithdrawalStatus,
+};

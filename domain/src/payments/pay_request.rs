@@ -211,6 +211,7 @@ mod tests {
             amount: usd(1),
             reserved: usd(1),
             reserved_at: now(),
+            not_before: None,
         });
         run(pending(), client, Wallet::default(), CLIENT)
             .then_err(DomainError::Conflict("insufficient-funds"));

@@ -1,9 +1,11 @@
 //! Property tests: random deposits, payment requests, payments and withdrawals over four users'
 //! wallets, checking after every step that no balance goes below zero, that reservations match the
 //! open withdrawals, that money is conserved, that a payment request is paid once and finishes
-//! (paid, expired or cancelled) once, that only the
+//! (paid, expired or cancelled) once, that a withdrawal keeps the cooldown window (refused or
+//! scheduled for the next free slot, and started only once due), that only the
 //! system actor sends the sagas' and the payout worker's commands and never a user's, and that
-//! replaying the events reproduces every state.
+//! replaying the events reproduces every state. A second, narrower property drives many requests
+//! into one wallet under each cooldown policy.
 
 use proptest::prelude::*;
 use std::fmt::Debug;
@@ -15,10 +17,14 @@ use super::{
         self, PaymentRequest, PaymentRequestCommand, PaymentRequestEvent, PaymentRequestStatus,
     },
     wallet::{self, Wallet, WalletCommand, WalletEvent},
-    withdrawal::{self, Withdrawal, WithdrawalCommand, WithdrawalEvent, WithdrawalStatus},
+    withdrawal::{
+        self, Cooldown, CooldownPolicy, Withdrawal, WithdrawalCommand, WithdrawalEvent, WithdrawalStatus,
+    },
 };
 use crate::testing::*;
-use crate::{Actor, ContractId, DomainError, MilestoneId, PaymentRequestId, WalletId, WithdrawalId};
+use crate::{
+    Actor, Aggregate, ContractId, DomainError, MilestoneId, PaymentRequestId, WalletId, WithdrawalId,
+};
 
 /// Wallet owners; index 4 is the admin and index 5 the system actor (the payment and deadline
 /// sagas, the payout worker), neither of whom owns a wallet.
@@ -27,6 +33,24 @@ const USERS: usize = 4;
 const THE_SYSTEM: usize = 5;
 const SLOTS: usize = 4;
 const DAY: i64 = 86_400;
+/// The cooldown window of the property tests, in seconds.
+const WINDOW: i64 = 300;
+
+/// No limit, then a window with each policy.
+fn cooldowns() -> [Cooldown; 3] {
+    let window = chrono::TimeDelta::seconds(WINDOW);
+    [
+        Cooldown::NONE,
+        Cooldown {
+            window,
+            policy: CooldownPolicy::Reject,
+        },
+        Cooldown {
+            window,
+            policy: CooldownPolicy::Defer,
+        },
+    ]
+}
 
 fn milestone(slot: usize) -> MilestoneId {
     MilestoneId::from_uuid(Uuid::from_u128(0x8000 + slot as u128))
@@ -68,10 +92,16 @@ enum Op {
         user: usize,
         actor: usize,
         minor: i64,
+        /// Index into [`COOLDOWNS`].
+        cooldown: usize,
+        /// Seconds the withdrawal clock moves on first.
+        tick: i64,
     },
     Start {
         slot: usize,
         actor: usize,
+        /// Seconds the withdrawal clock moves on first.
+        tick: i64,
     },
     Succeed {
         slot: usize,
@@ -96,17 +126,24 @@ fn op() -> impl Strategy<Value = Op> {
     let system = prop_oneof![3 => Just(THE_SYSTEM), 1 => 0..ACTORS.len()];
     // The owner cancels a pending withdrawal, the worker one that timed out.
     let canceller = prop_oneof![2 => Just(THE_SYSTEM), 2 => 0..USERS, 1 => 0..ACTORS.len()];
+    // A withdrawal is mostly asked by its wallet's owner (so the cooldown is reached), else anyone.
+    let stranger = prop_oneof![4 => Just(None), 1 => (0..ACTORS.len()).prop_map(Some)];
+    // Mostly inside the cooldown window, sometimes past it.
+    let tick = prop_oneof![3 => 0..WINDOW / 5, 1 => 0..2 * WINDOW];
     prop_oneof![
-        3 => (0..USERS, user.clone(), -100..6_000i64)
+        3 => (0..USERS, user, -100..6_000i64)
             .prop_map(|(user, actor, minor)| Op::Deposit { user, actor, minor }),
         2 => (s.clone(), 0..2usize, 2..4usize, -10..5_000i64, system.clone())
             .prop_map(|(slot, payer, payee, minor, actor)| Op::CreateRequest { slot, payer, payee, minor, actor }),
         3 => (s.clone(), payer).prop_map(|(slot, actor)| Op::Pay { slot, actor }),
         1 => (s.clone(), system.clone(), 0..10i64).prop_map(|(slot, actor, days)| Op::Expire { slot, actor, days }),
         1 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::CancelRequest { slot, actor }),
-        3 => (s.clone(), 0..USERS, user, -10..3_000i64)
-            .prop_map(|(slot, user, actor, minor)| Op::Withdraw { slot, user, actor, minor }),
-        2 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::Start { slot, actor }),
+        3 => (s.clone(), 0..USERS, stranger, -10..3_000i64, 0..3usize, tick.clone())
+            .prop_map(|(slot, user, stranger, minor, cooldown, tick)| {
+                Op::Withdraw { slot, user, actor: stranger.unwrap_or(user), minor, cooldown, tick }
+            }),
+        2 => (s.clone(), system.clone(), tick)
+            .prop_map(|(slot, actor, tick)| Op::Start { slot, actor, tick }),
         2 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::Succeed { slot, actor }),
         1 => (s.clone(), system.clone()).prop_map(|(slot, actor)| Op::Fail { slot, actor }),
         1 => (s, canceller).prop_map(|(slot, actor)| Op::Cancel { slot, actor }),
@@ -122,6 +159,8 @@ struct World {
     withdrawals: [Stream<Withdrawal>; SLOTS],
     /// Each withdrawal slot's wallet index once requested.
     owners: [Option<usize>; SLOTS],
+    /// Seconds after `now()` of the withdrawal commands: moves forward only.
+    clock: i64,
 }
 
 fn user_index(actor: &Actor) -> Option<usize> {
@@ -243,23 +282,52 @@ impl World {
                 user,
                 actor,
                 minor,
+                cooldown,
+                tick,
             } => {
+                self.clock += tick;
+                let at = later(self.clock);
+                let cooldown = cooldowns()[cooldown];
                 let command = WithdrawalCommand::Request {
                     withdrawal_id: wid(slot),
                     amount: usd(minor),
+                    cooldown,
                 };
+                let last_slot = self.wallets[user]
+                    .state
+                    .opened
+                    .as_ref()
+                    .and_then(|w| w.last_withdrawal_slot);
                 let outcome = withdrawal::decide(
                     (&self.wallets[user].state, &self.withdrawals[slot].state),
                     &command,
-                    &ctx(ACTORS[actor]),
+                    &ctx_at(ACTORS[actor], at),
                 );
+                let next = cooldown.next_slot(last_slot).filter(|next| *next > at);
+                if let Err(DomainError::TooSoon { code, retry_at }) = &outcome {
+                    assert_eq!(*code, "withdrawal-cooldown");
+                    assert_eq!(cooldown.policy, CooldownPolicy::Reject, "only reject refuses");
+                    assert_eq!(Some(*retry_at), next, "retry when the window ends");
+                }
                 let out = user_only(ACTORS[actor], outcome)?;
                 assert_eq!(user_index(&ACTORS[actor]), Some(user), "only the owner withdraws");
+                let requested = Withdrawal::fold(&out.withdrawal).requested.expect("requested");
+                match cooldown.policy {
+                    CooldownPolicy::Reject => {
+                        assert_eq!(next, None, "reject accepts outside the window only")
+                    }
+                    CooldownPolicy::Defer => {
+                        assert_eq!(
+                            requested.scheduled_for, next,
+                            "defer schedules at the next free slot"
+                        )
+                    }
+                }
                 self.owners[slot] = Some(user);
                 self.wallets[user].apply(&out.wallet);
                 self.withdrawals[slot].apply(&out.withdrawal);
             }
-            Op::Start { slot, actor }
+            Op::Start { slot, actor, .. }
             | Op::Succeed { slot, actor }
             | Op::Fail { slot, actor }
             | Op::Cancel { slot, actor } => {
@@ -273,12 +341,16 @@ impl World {
                         reason: "stop".into(),
                     },
                 };
+                if let Op::Start { tick, .. } = op {
+                    self.clock += tick;
+                }
+                let at = later(self.clock);
                 let user = self.owners[slot].unwrap_or(2);
                 let before = self.withdrawals[slot].state.requested.clone();
                 let outcome = withdrawal::decide(
                     (&self.wallets[user].state, &self.withdrawals[slot].state),
                     &command,
-                    &ctx(ACTORS[actor]),
+                    &ctx_at(ACTORS[actor], at),
                 );
                 let cancel = matches!(command, WithdrawalCommand::Cancel { .. });
                 if ACTORS[actor].is_system() {
@@ -293,14 +365,20 @@ impl World {
                     );
                 }
                 let out = outcome?;
+                if matches!(command, WithdrawalCommand::Start) && !out.withdrawal.is_empty() {
+                    let wd = before.as_ref().expect("a started withdrawal exists");
+                    assert!(
+                        wd.scheduled_for.is_none_or(|due| due <= at),
+                        "a scheduled withdrawal starts once due: {wd:?} at {at}"
+                    );
+                }
                 if !ACTORS[actor].is_system() {
                     let wd = before.expect("a decided withdrawal exists");
                     assert!(cancel, "only the payout worker moves a withdrawal on");
                     assert_eq!(user_index(&ACTORS[actor]), Some(user), "only the owner cancels");
-                    assert_eq!(
-                        wd.status,
-                        WithdrawalStatus::Pending,
-                        "the owner cancels a pending one only"
+                    assert!(
+                        matches!(wd.status, WithdrawalStatus::Pending | WithdrawalStatus::Scheduled),
+                        "the owner cancels a pending or scheduled one only: {wd:?}"
                     );
                 }
                 self.wallets[user].apply(&out.wallet);
@@ -327,7 +405,9 @@ impl World {
                     .filter(|wd| {
                         matches!(
                             wd.status,
-                            WithdrawalStatus::Pending | WithdrawalStatus::Processing
+                            WithdrawalStatus::Pending
+                                | WithdrawalStatus::Scheduled
+                                | WithdrawalStatus::Processing
                         )
                     })
                     .map(|wd| wd.amount.minor)
@@ -416,6 +496,79 @@ proptest! {
                 prop_assert_eq!(now_withdrawals, withdrawals);
             }
             world.check();
+        }
+    }
+
+    /// Many requests into one funded wallet, each at a random time under a random cooldown; after
+    /// each, the worker tries to start every open withdrawal.
+    #[test]
+    fn withdrawals_keep_the_cooldown_window(
+        steps in prop::collection::vec((0..3usize, 0..2 * WINDOW, 1..400i64), 1..40),
+    ) {
+        let mut wallet = Stream::<Wallet>::default();
+        let deposit = WalletCommand::Deposit {
+            wallet_id: WalletId::for_user(FREELANCER_ID),
+            amount: usd(5_000),
+        };
+        wallet.apply(&wallet::decide(&wallet.state, &deposit, &ctx(FREELANCER)).unwrap());
+        let mut withdrawals: Vec<Stream<Withdrawal>> = Vec::new();
+        let mut clock = 0;
+        let mut last_slot = None;
+        for (n, (cooldown, tick, minor)) in steps.into_iter().enumerate() {
+            clock += tick;
+            let at = later(clock);
+            let cooldown = cooldowns()[cooldown];
+            let command = WithdrawalCommand::Request {
+                withdrawal_id: WithdrawalId::from_uuid(Uuid::from_u128(0xA000 + n as u128)),
+                amount: usd(minor),
+                cooldown,
+            };
+            let mut withdrawal = Stream::<Withdrawal>::default();
+            let outcome = withdrawal::decide((&wallet.state, &withdrawal.state), &command, &ctx_at(FREELANCER, at));
+            let next = cooldown.next_slot(last_slot).filter(|next| *next > at);
+            match outcome {
+                Ok(out) => {
+                    let requested = Withdrawal::fold(&out.withdrawal).requested.unwrap();
+                    let slot = requested.scheduled_for.unwrap_or(at);
+                    prop_assert_eq!(requested.scheduled_for, next, "scheduled at the next free slot only");
+                    if cooldown != Cooldown::NONE
+                        && let Some(last) = last_slot
+                    {
+                        let gap = slot.as_datetime() - last.as_datetime();
+                        prop_assert!(gap >= cooldown.window, "slots one window apart");
+                    }
+                    last_slot = Some(slot);
+                    wallet.apply(&out.wallet);
+                    withdrawal.apply(&out.withdrawal);
+                    withdrawals.push(withdrawal);
+                }
+                Err(DomainError::TooSoon { retry_at, .. }) => {
+                    prop_assert_eq!(cooldown.policy, CooldownPolicy::Reject);
+                    prop_assert_eq!(Some(retry_at), next, "retry when the window ends");
+                }
+                Err(DomainError::Conflict("insufficient-funds")) => {}
+                Err(e) => prop_assert!(false, "unexpected {:?}", e),
+            }
+            let open = wallet.state.existing().unwrap();
+            prop_assert!(open.available().minor >= 0 && open.reserved_minor <= open.balance_minor);
+            prop_assert_eq!(open.last_withdrawal_slot, last_slot);
+            for w in &mut withdrawals {
+                let requested = w.state.requested.clone().unwrap();
+                let outcome = withdrawal::decide((&wallet.state, &w.state), &WithdrawalCommand::Start, &ctx_at(SYSTEM, at));
+                let due = requested.scheduled_for.is_none_or(|due| due <= at);
+                match outcome {
+                    Ok(out) => {
+                        prop_assert!(due, "started once due only: {:?} at {}", requested, at);
+                        w.apply(&out.withdrawal);
+                    }
+                    Err(e) => {
+                        prop_assert!(!due, "a due withdrawal starts: {:?}", requested);
+                        prop_assert_eq!(e, DomainError::Conflict("withdrawal-not-due"));
+                    }
+                }
+                w.assert_replays();
+            }
+            wallet.assert_replays();
         }
     }
 }

@@ -98,6 +98,10 @@ pub enum WalletEvent {
         reserved: Money,
         /// When.
         reserved_at: Timestamp,
+        /// The withdrawal's scheduled time, when the cooldown deferred it past `reserved_at`
+        /// (`None` also for events written before the cooldown).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<Timestamp>,
     },
     /// A failed or cancelled withdrawal's reservation was released.
     ReservationReleased {
@@ -163,6 +167,10 @@ pub struct OpenWallet {
     pub balance_minor: i64,
     /// Funds set aside for pending withdrawals, in minor units; at most the balance.
     pub reserved_minor: i64,
+    /// The slot of the latest withdrawal requested (its scheduled time, else when it was
+    /// reserved): the cooldown window runs from it. A released reservation keeps its slot, since
+    /// the window counts requests.
+    pub last_withdrawal_slot: Option<Timestamp>,
 }
 
 impl OpenWallet {
@@ -246,6 +254,7 @@ impl Aggregate for Wallet {
                 currency: *currency,
                 balance_minor: 0,
                 reserved_minor: 0,
+                last_withdrawal_slot: None,
             });
             return;
         }
@@ -256,8 +265,16 @@ impl Aggregate for Wallet {
             WalletEvent::FundsDeposited { balance, .. }
             | WalletEvent::WalletDebited { balance, .. }
             | WalletEvent::WalletCredited { balance, .. } => w.balance_minor = balance.minor,
-            WalletEvent::FundsReserved { reserved, .. }
-            | WalletEvent::ReservationReleased { reserved, .. } => w.reserved_minor = reserved.minor,
+            WalletEvent::FundsReserved {
+                reserved,
+                reserved_at,
+                not_before,
+                ..
+            } => {
+                w.reserved_minor = reserved.minor;
+                w.last_withdrawal_slot = Some(not_before.unwrap_or(*reserved_at));
+            }
+            WalletEvent::ReservationReleased { reserved, .. } => w.reserved_minor = reserved.minor,
             WalletEvent::FundsWithdrawn {
                 balance, reserved, ..
             } => {
@@ -284,6 +301,7 @@ pub(crate) fn opened(owner: UserId, currency: Currency, at: Timestamp) -> (Walle
             currency,
             balance_minor: 0,
             reserved_minor: 0,
+            last_withdrawal_slot: None,
         },
     )
 }
@@ -507,6 +525,7 @@ pub(crate) mod tests {
             amount: usd(300),
             reserved: usd(300),
             reserved_at: now(),
+            not_before: None,
         });
         let open = w.existing().unwrap();
         assert_eq!(

@@ -1,13 +1,20 @@
 //! The Withdrawal aggregate: tracked background work against the payout provider (DESIGN §9).
 //!
-//! PENDING → PROCESSING → SUCCEEDED | FAILED | CANCELLED. Requesting reserves the funds in the wallet
-//! first; success takes the reserved funds out, failure or cancellation releases them. Every
-//! decision reads the wallet and may append to it, in the same transaction as the withdrawal.
+//! PENDING | SCHEDULED → PROCESSING → SUCCEEDED | FAILED | CANCELLED. Requesting reserves the funds
+//! in the wallet first; success takes the reserved funds out, failure or cancellation releases them.
+//! Every decision reads the wallet and may append to it, in the same transaction as the withdrawal.
 //!
-//! The payout worker is the system actor ([`crate::Actor::system`]); the owner requests and may
-//! cancel a withdrawal that has not started. The cooldown window (§9) is a rate policy enforced by
-//! the API.
+//! One withdrawal per wallet per [`Cooldown`] window (§9), decided on the wallet stream: each
+//! reservation records its slot (when it may be paid out) in the wallet, and the next request reads
+//! it. Inside the window, policy [`CooldownPolicy::Reject`] refuses with the time to retry;
+//! [`CooldownPolicy::Defer`] reserves at once and schedules the withdrawal for the next free slot,
+//! so concurrent requests queue one window apart. Since the request appends to the wallet with an
+//! expected version, two racing requests cannot take the same slot.
+//!
+//! The payout worker is the system actor ([`crate::Actor::system`]); it starts a scheduled
+//! withdrawal only once due. The owner requests and may cancel a withdrawal that has not started.
 
+use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -15,6 +22,45 @@ use crate::{
     WithdrawalId,
     payments::wallet::{self, Wallet, WalletEvent},
 };
+
+/// What to do with a withdrawal requested inside the wallet's cooldown window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CooldownPolicy {
+    /// Refuse it (429), naming when the wallet's next slot opens.
+    Reject,
+    /// Accept it, reserving the funds at once, and schedule it for the wallet's next free slot.
+    Defer,
+}
+
+/// One withdrawal per wallet per `window` (DESIGN §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cooldown {
+    /// The time between two withdrawals of a wallet; zero (or negative) means no limit.
+    pub window: TimeDelta,
+    /// What happens to a request inside the window.
+    pub policy: CooldownPolicy,
+}
+
+impl Cooldown {
+    /// No cooldown: every request is paid out as soon as a worker takes it.
+    pub const NONE: Cooldown = Cooldown {
+        window: TimeDelta::zero(),
+        policy: CooldownPolicy::Reject,
+    };
+
+    /// The earliest time of the next withdrawal after one at slot `last`; `None` when nothing
+    /// limits it (no previous withdrawal, no window, or a window past the end of time).
+    pub fn next_slot(self, last: Option<Timestamp>) -> Option<Timestamp> {
+        if self.window <= TimeDelta::zero() {
+            return None;
+        }
+        last?
+            .as_datetime()
+            .checked_add_signed(self.window)
+            .map(Timestamp::from_datetime)
+    }
+}
 
 /// Commands on a withdrawal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +71,11 @@ pub enum WithdrawalCommand {
         withdrawal_id: WithdrawalId,
         /// Positive, in the wallet's currency, at most the available funds.
         amount: Money,
+        /// The deployment's cooldown: inside the window the request is refused or scheduled.
+        cooldown: Cooldown,
     },
-    /// The payout worker picked it up (a replay on a processing withdrawal changes nothing).
+    /// The payout worker picked it up (a replay on a processing withdrawal changes nothing); a
+    /// scheduled one only once its time has come.
     Start,
     /// The provider paid out (a replay on a succeeded withdrawal changes nothing).
     Succeed {
@@ -38,7 +87,8 @@ pub enum WithdrawalCommand {
         /// Why.
         reason: String,
     },
-    /// Stopped (by the owner while pending, or by the worker on timeout): the reservation is released.
+    /// Stopped (by the owner while pending or scheduled, or by the worker on timeout): the
+    /// reservation is released.
     Cancel {
         /// Why.
         reason: String,
@@ -61,8 +111,12 @@ pub enum WithdrawalEvent {
         amount: Money,
         /// When.
         requested_at: Timestamp,
+        /// When it may be paid out, if deferred past `requested_at` by the cooldown (else `None`,
+        /// which is also how events written before the cooldown read).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheduled_for: Option<Timestamp>,
     },
-    /// PENDING → PROCESSING.
+    /// PENDING | SCHEDULED → PROCESSING.
     WithdrawalStarted {
         /// The withdrawal.
         withdrawal_id: WithdrawalId,
@@ -116,6 +170,8 @@ impl DomainEvent for WithdrawalEvent {
 pub enum WithdrawalStatus {
     /// Funds reserved, waiting for a worker.
     Pending,
+    /// Requested inside the cooldown window; funds reserved; waits for its time.
+    Scheduled,
     /// A worker is paying out.
     Processing,
     /// Paid out.
@@ -153,6 +209,8 @@ pub struct RequestedWithdrawal {
     pub amount: Money,
     /// Where it stands.
     pub status: WithdrawalStatus,
+    /// When it may start, if deferred by the cooldown.
+    pub scheduled_for: Option<Timestamp>,
 }
 
 impl Aggregate for Withdrawal {
@@ -167,6 +225,7 @@ impl Aggregate for Withdrawal {
                 wallet_id,
                 owner_id,
                 amount,
+                scheduled_for,
                 ..
             } => {
                 self.requested = Some(RequestedWithdrawal {
@@ -174,7 +233,12 @@ impl Aggregate for Withdrawal {
                     wallet_id: *wallet_id,
                     owner_id: *owner_id,
                     amount: *amount,
-                    status: WithdrawalStatus::Pending,
+                    status: if scheduled_for.is_some() {
+                        WithdrawalStatus::Scheduled
+                    } else {
+                        WithdrawalStatus::Pending
+                    },
+                    scheduled_for: *scheduled_for,
                 });
                 return;
             }
@@ -208,6 +272,7 @@ pub fn decide(
     if let WithdrawalCommand::Request {
         withdrawal_id,
         amount,
+        cooldown,
     } = command
     {
         let w = wallet.existing()?;
@@ -221,6 +286,20 @@ pub fn decide(
             .reserved()
             .checked_add(*amount)
             .ok_or(DomainError::Conflict("insufficient-funds"))?;
+        // The cooldown comes last: an invalid or unaffordable request is refused as such, not
+        // told to come back later.
+        let scheduled_for = match cooldown.next_slot(w.last_withdrawal_slot) {
+            Some(next) if next > ctx.now => match cooldown.policy {
+                CooldownPolicy::Reject => {
+                    return Err(DomainError::TooSoon {
+                        code: "withdrawal-cooldown",
+                        retry_at: next,
+                    });
+                }
+                CooldownPolicy::Defer => Some(next),
+            },
+            _ => None,
+        };
         return Ok(WithdrawalEvents {
             wallet: vec![WalletEvent::FundsReserved {
                 wallet_id: w.id,
@@ -228,6 +307,7 @@ pub fn decide(
                 amount: *amount,
                 reserved,
                 reserved_at: ctx.now,
+                not_before: scheduled_for,
             }],
             withdrawal: vec![WithdrawalEvent::WithdrawalRequested {
                 withdrawal_id: *withdrawal_id,
@@ -235,6 +315,7 @@ pub fn decide(
                 owner_id: w.owner_id,
                 amount: *amount,
                 requested_at: ctx.now,
+                scheduled_for,
             }],
         });
     }
@@ -282,10 +363,15 @@ pub fn decide(
         WithdrawalCommand::Start => {
             only_worker()?;
             match wd.status {
-                WithdrawalStatus::Pending => withdrawal_only(WithdrawalEvent::WithdrawalStarted {
-                    withdrawal_id: wd.id,
-                    started_at: ctx.now,
-                }),
+                WithdrawalStatus::Scheduled if wd.scheduled_for.is_some_and(|at| ctx.now < at) => {
+                    Err(DomainError::Conflict("withdrawal-not-due"))
+                }
+                WithdrawalStatus::Pending | WithdrawalStatus::Scheduled => {
+                    withdrawal_only(WithdrawalEvent::WithdrawalStarted {
+                        withdrawal_id: wd.id,
+                        started_at: ctx.now,
+                    })
+                }
                 // DESIGN §9: a redelivered task resumes the same withdrawal.
                 WithdrawalStatus::Processing => Ok(WithdrawalEvents::default()),
                 _ => Err(DomainError::Conflict("withdrawal-finished")),
@@ -296,7 +382,9 @@ pub fn decide(
             match wd.status {
                 WithdrawalStatus::Processing => {}
                 WithdrawalStatus::Succeeded => return Ok(WithdrawalEvents::default()),
-                WithdrawalStatus::Pending => return Err(DomainError::Conflict("withdrawal-not-processing")),
+                WithdrawalStatus::Pending | WithdrawalStatus::Scheduled => {
+                    return Err(DomainError::Conflict("withdrawal-not-processing"));
+                }
                 _ => return Err(DomainError::Conflict("withdrawal-finished")),
             }
             let (balance, reserved) = match (
@@ -340,6 +428,7 @@ pub fn decide(
             if wd.status.is_final() {
                 return Err(DomainError::Conflict("withdrawal-finished"));
             }
+            // The owner may cancel a pending or scheduled withdrawal, not one being paid out.
             if wd.status == WithdrawalStatus::Processing && !is_worker {
                 return Err(DomainError::Conflict("withdrawal-processing"));
             }

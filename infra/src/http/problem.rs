@@ -18,7 +18,7 @@ const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(2);
 /// Every error an HTTP handler can answer with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// A domain rule refused the command (400/403/404/409).
+    /// A domain rule refused the command (400/403/404/409, 429 with `Retry-After` when it is too soon).
     #[error(transparent)]
     Domain(#[from] DomainError),
     /// The request could not be read (malformed JSON, wrong types, bad path or query).
@@ -202,6 +202,9 @@ impl ApiError {
             Self::Domain(DomainError::Forbidden(code)) => (StatusCode::FORBIDDEN, code, "Forbidden"),
             Self::Domain(DomainError::NotFound(code)) => (StatusCode::NOT_FOUND, code, "Not found"),
             Self::Domain(DomainError::Conflict(code)) => (StatusCode::CONFLICT, code, "Conflict"),
+            Self::Domain(DomainError::TooSoon { code, .. }) => {
+                (StatusCode::TOO_MANY_REQUESTS, code, "Too many requests")
+            }
             Self::BadRequest { code, .. } if *code == "unsupported-media-type" => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, code, "Unsupported media type")
             }
@@ -244,6 +247,11 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::Domain(DomainError::TooSoon { retry_at, .. }) => Some(
+                (retry_at.as_datetime() - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or_default(),
+            ),
             Self::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER),
             _ => None,
         }
@@ -291,7 +299,13 @@ pub fn problem_response(
         HeaderValue::from_static("application/problem+json"),
     );
     if let Some(after) = retry_after
-        && let Ok(value) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+        && let Ok(value) = HeaderValue::from_str(
+            &after
+                .as_secs()
+                .saturating_add(u64::from(after.subsec_nanos() > 0))
+                .max(1)
+                .to_string(),
+        )
     {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }

@@ -14,4 +14,5 @@ mod payment_reads;
 mod projector_lag;
 mod user_reads;
 mod walking_skeleton;
+mod withdrawals;
 mod world;

@@ -442,6 +442,7 @@ async fn a_withdrawal_is_tracked_for_its_owner_only() -> anyhow::Result<()> {
     let request = WithdrawalCommand::Request {
         withdrawal_id: id,
         amount: usd_cents(3_000),
+        cooldown: withdrawal::Cooldown::NONE,
     };
     let requested = withdraw(&world, owner, wallet, id, request).await?;
     let w = read_ok(&world, &path, &world.client, Some(&requested)).await?;
@@ -521,6 +522,7 @@ async fn a_withdrawal_is_tracked_for_its_owner_only() -> anyhow::Result<()> {
     let request = WithdrawalCommand::Request {
         withdrawal_id: cancelled_id,
         amount: usd_cents(1_000),
+        cooldown: withdrawal::Cooldown::NONE,
     };
     withdraw(&world, owner, wallet, cancelled_id, request).await?;
     let cancel = WithdrawalCommand::Cancel {
@@ -682,6 +684,7 @@ async fn redelivered_and_older_events_change_nothing() -> anyhow::Result<()> {
     let request_withdrawal = WithdrawalCommand::Request {
         withdrawal_id: id,
         amount: Money::new(5_000, Currency::Usd),
+        cooldown: withdrawal::Cooldown::NONE,
     };
     let requested = withdraw(&world, client, client_wallet, id, request_withdrawal).await?;
     let started = withdraw(

@@ -184,7 +184,11 @@ impl World {
     /// [`World::new`] on a platform whose configuration `adjust` changes first (e.g. a longer
     /// consistency wait for a loaded test machine).
     pub async fn new_with(adjust: impl FnOnce(&mut infra::config::Config)) -> anyhow::Result<Self> {
-        let platform = Platform::start_with(adjust).await?;
+        Self::on(Platform::start_with(adjust).await?).await
+    }
+
+    /// The four users on `platform`.
+    pub async fn on(platform: Platform) -> anyhow::Result<Self> {
         let ledger = platform.env.ledger().await?;
         let tag = Uuid::new_v4().simple().to_string();
         let user = |role: &'static str, name: &'static str| {

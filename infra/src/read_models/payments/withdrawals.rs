@@ -20,6 +20,8 @@ use crate::store::StoreError;
 pub enum WithdrawalStatusView {
     /// Funds reserved, waiting for a worker.
     Pending,
+    /// Requested inside the wallet's cooldown window: funds reserved, waits for `scheduled_for`.
+    Scheduled,
     /// A worker is paying out.
     Processing,
     /// Paid out.
@@ -34,6 +36,7 @@ impl WithdrawalStatusView {
     fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Scheduled => "scheduled",
             Self::Processing => "processing",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
@@ -44,6 +47,7 @@ impl WithdrawalStatusView {
     fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "pending" => Self::Pending,
+            "scheduled" => Self::Scheduled,
             "processing" => Self::Processing,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
@@ -67,8 +71,10 @@ pub struct WithdrawalView {
     pub amount: Money,
     /// Where it stands.
     pub status: WithdrawalStatusView,
-    /// When it was requested (PENDING).
+    /// When it was requested (PENDING, or SCHEDULED).
     pub requested_at: DateTime<Utc>,
+    /// When a deferred withdrawal may start (SCHEDULED; the end of the wallet's cooldown window).
+    pub scheduled_for: Option<DateTime<Utc>>,
     /// When a worker picked it up (PROCESSING).
     pub started_at: Option<DateTime<Utc>>,
     /// When it was paid out (SUCCEEDED).
@@ -98,6 +104,8 @@ pub enum WithdrawalChange {
         amount: Money,
         /// When.
         at: DateTime<Utc>,
+        /// When it may start, if deferred (SCHEDULED).
+        scheduled_for: Option<DateTime<Utc>>,
     },
     /// PROCESSING.
     Started {
@@ -159,18 +167,25 @@ impl Payments {
                 owner_id,
                 amount,
                 at,
-            } => (
-                WithdrawalStatusView::Pending,
-                at,
-                vec![
+                scheduled_for,
+            } => {
+                let mut fields = vec![
                     ("withdrawal_id", withdrawal_id.to_string()),
                     ("wallet_id", wallet_id.to_string()),
                     ("owner_id", owner_id.to_string()),
                     ("amount_minor", amount.minor.to_string()),
                     ("currency", amount.currency.to_string()),
                     ("requested_at", at.to_rfc3339()),
-                ],
-            ),
+                ];
+                let status = match scheduled_for {
+                    Some(time) => {
+                        fields.push(("scheduled_for", time.to_rfc3339()));
+                        WithdrawalStatusView::Scheduled
+                    }
+                    None => WithdrawalStatusView::Pending,
+                };
+                (status, at, fields)
+            }
             WithdrawalChange::Started { at } => (
                 WithdrawalStatusView::Processing,
                 at,
@@ -235,6 +250,7 @@ impl Payments {
             amount: Money::new(amount_minor, parse_currency(field("currency")?)?),
             status: WithdrawalStatusView::parse(field("status")?)?,
             requested_at: parse_time(field("requested_at")?)?,
+            scheduled_for: time("scheduled_for")?,
             started_at: time("started_at")?,
             succeeded_at: time("succeeded_at")?,
             failed_at: time("failed_at")?,
