@@ -47,9 +47,11 @@ struct AmountBody {
 
 #[derive(Deserialize)]
 struct PayoutBody {
-    status: String,
+    status: Option<String>,
     reference: Option<String>,
     reason: Option<String>,
+    /// A refusal of the request itself (e.g. the key reused with another amount).
+    error: Option<String>,
 }
 
 /// The provider's HTTP API.
@@ -112,7 +114,13 @@ impl PayoutClient {
         let body: PayoutBody = response.json().await.map_err(|e| {
             PayoutError::Unavailable(format!("answered {status} with an unexpected body: {e}"))
         })?;
-        match (body.status.as_str(), body.reference) {
+        if let Some(error) = body.error {
+            // A request the provider will never accept: the withdrawal cannot be paid out.
+            return Ok(PayoutOutcome::Declined(format!(
+                "refused by the payout provider: {error}"
+            )));
+        }
+        match (body.status.as_deref().unwrap_or_default(), body.reference) {
             ("paid", Some(reference)) => Ok(PayoutOutcome::Paid(reference)),
             ("declined", _) => Ok(PayoutOutcome::Declined(
                 body.reason
