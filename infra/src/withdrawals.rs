@@ -115,12 +115,14 @@ impl WithdrawalTasks {
         .await?)
     }
 
-    /// Extend `worker`'s lease on a task; false if it no longer holds it.
-    pub async fn renew(
+    /// Hold a task of `worker`'s for `duration` from now: renew its lease while working on it,
+    /// or put it aside until then (not due yet; a step to retry). False if `worker` no longer
+    /// holds it.
+    pub async fn hold(
         &self,
         withdrawal_id: Uuid,
         worker: &str,
-        lease: Duration,
+        duration: Duration,
     ) -> Result<bool, LedgerError> {
         let done = sqlx::query(
             "UPDATE withdrawal_tasks SET leased_until = clock_timestamp() + make_interval(secs => $3)
@@ -128,29 +130,10 @@ impl WithdrawalTasks {
         )
         .bind(withdrawal_id)
         .bind(worker)
-        .bind(lease.as_secs_f64())
+        .bind(duration.as_secs_f64())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// Give a task back (to be claimed again at once, e.g. when the provider is unreachable).
-    pub async fn release(
-        &self,
-        withdrawal_id: Uuid,
-        worker: &str,
-        retry_in: Duration,
-    ) -> Result<(), LedgerError> {
-        sqlx::query(
-            "UPDATE withdrawal_tasks SET leased_until = clock_timestamp() + make_interval(secs => $3)
-             WHERE withdrawal_id = $1 AND leased_by = $2 AND finished_at IS NULL",
-        )
-        .bind(withdrawal_id)
-        .bind(worker)
-        .bind(retry_in.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Mark a task finished with its withdrawal's final status.

@@ -136,7 +136,7 @@ impl Executor {
         let renew = async {
             loop {
                 tokio::time::sleep(self.lease / 3).await;
-                match self.tasks.renew(id, &self.worker_id, self.lease).await {
+                match self.tasks.hold(id, &self.worker_id, self.lease).await {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(withdrawal_id = %id, "lost the lease of a withdrawal task"),
                     Err(error) => tracing::warn!(withdrawal_id = %id, %error, "could not renew a lease"),
@@ -158,11 +158,11 @@ impl Executor {
             }
             Ok(Ran::NotDue(at)) => {
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();
-                self.tasks.release(id, &self.worker_id, wait).await
+                self.tasks.hold(id, &self.worker_id, wait).await.map(drop)
             }
             Err(error) => {
                 tracing::warn!(withdrawal_id = %id, %error, "withdrawal task stopped; retried later");
-                self.tasks.release(id, &self.worker_id, RETRY_AFTER).await
+                self.tasks.hold(id, &self.worker_id, RETRY_AFTER).await.map(drop)
             }
         };
         if let Err(error) = recorded {
