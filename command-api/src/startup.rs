@@ -5,6 +5,7 @@ use axum::Router;
 use futures::FutureExt;
 use infra::{
     config::Config,
+    control::ControlPlane,
     http::{
         auth::{Passwords, TokenKeys},
         limits::SignInLimits,
@@ -27,6 +28,8 @@ pub struct Application {
     router: Router,
     relay: JoinHandle<()>,
     stop_relay: watch::Sender<bool>,
+    /// Followed while it runs.
+    control: ControlPlane,
 }
 
 impl Application {
@@ -40,7 +43,11 @@ impl Application {
         kafka::ensure_topics(&config.kafka, &kafka::context_topics(&config.kafka), false)
             .await
             .context("could not create the Kafka topics (WORKUP_KAFKA_BROKERS)")?;
-        let relay = Relay::new(ledger.clone(), &config.kafka, RELAY_BATCH)?;
+        // The current settings are applied before the first request is taken.
+        let control = ControlPlane::join(&config, "command-api")
+            .await
+            .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
+        let relay = Relay::new(ledger.clone(), &config.kafka, RELAY_BATCH)?.with_control(control.settings());
         let (stop_relay, stopped) = watch::channel(false);
         let relay = tokio::spawn(relay.run(stopped));
         let state = AppState {
@@ -53,7 +60,7 @@ impl Application {
             max_resume_bytes: config.media.max_resume_bytes,
             cooldown: config.withdrawals.cooldown(),
         };
-        let router = routes::router(state, &config.http);
+        let router = routes::router(state, &control, &config.http);
         let address = format!("{}:{}", config.http.host, config.http.command_api_port);
         let listener = TcpListener::bind(&address)
             .await
@@ -63,7 +70,13 @@ impl Application {
             router,
             relay,
             stop_relay,
+            control,
         })
+    }
+
+    /// Its id on the control plane (DESIGN §10).
+    pub fn instance_id(&self) -> &str {
+        self.control.instance_id()
     }
 
     /// The port it listens on (useful with port 0).
@@ -85,6 +98,7 @@ impl Application {
             .await?;
         let _ = self.stop_relay.send(true);
         self.relay.await?;
+        drop(self.control);
         Ok(())
     }
 }

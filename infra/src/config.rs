@@ -38,6 +38,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub withdrawals: WithdrawalsConfig,
+
+    #[command(flatten)]
+    pub control: ControlConfig,
 }
 
 /// PostgreSQL ledger settings (DESIGN §4).
@@ -115,6 +118,23 @@ impl KafkaConfig {
     /// The dead-letter topic of a consumer, e.g. `workup.dlq.user-profiles`.
     pub fn dlq_topic(&self, consumer: &str) -> String {
         format!("{}.dlq.{consumer}", self.topic_prefix)
+    }
+
+    /// Where `control dlq replay` puts parked events back for consumer `consumer` alone, e.g.
+    /// `workup.replay.user-profiles` (the consumer follows it beside its topics).
+    pub fn replay_topic(&self, consumer: &str) -> String {
+        format!("{}.replay.{consumer}", self.topic_prefix)
+    }
+
+    /// The compacted topic of desired settings (DESIGN §10), e.g. `workup.control`.
+    pub fn control_topic(&self) -> String {
+        format!("{}.control", self.topic_prefix)
+    }
+
+    /// The compacted topic where every instance reports what it applied, e.g.
+    /// `workup.control.status`.
+    pub fn control_status_topic(&self) -> String {
+        format!("{}.control.status", self.topic_prefix)
     }
 }
 
@@ -293,11 +313,57 @@ pub enum ConfigError {
          only WORKUP_ENV=dev runs without one"
     )]
     WeakJwtSecret(&'static str),
+    /// The control key is missing or too short outside `WORKUP_ENV=dev`.
+    #[error(
+        "WORKUP_CONTROL_KEY must be set to at least {MIN_JWT_SECRET_BYTES} bytes; only WORKUP_ENV=dev runs without one"
+    )]
+    WeakControlKey,
 }
 
 /// Shortest accepted token signing secret (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 const DEV_JWT_SECRET: &str = "workup-local-development-secret-not-for-production";
+
+/// The control key of `WORKUP_ENV=dev` when none is set.
+const DEV_CONTROL_KEY: &str = "workup-local-development-control-key-not-for-production";
+
+/// Control plane settings (DESIGN §10).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlConfig {
+    /// Shared key of the HMAC-SHA256 signatures of control messages (at least 32 bytes; the
+    /// services and the `control` CLI must have the same). Required unless `WORKUP_ENV=dev`.
+    #[arg(
+        id = "control-key",
+        long = "control-key",
+        env = "WORKUP_CONTROL_KEY",
+        hide_env_values = true
+    )]
+    pub key: Option<SecretString>,
+    /// How often every instance reports what it applied on the status topic, in milliseconds.
+    #[arg(
+        id = "control-heartbeat-ms",
+        long = "control-heartbeat-ms",
+        env = "WORKUP_CONTROL_HEARTBEAT_MS",
+        default_value_t = 1000
+    )]
+    pub heartbeat_ms: u64,
+}
+
+impl ControlConfig {
+    /// The signing key: the configured one (at least 32 bytes), or in `dev` a fixed local key.
+    pub fn signing_key(&self, environment: Environment) -> Result<crate::control::ControlKey, ConfigError> {
+        use secrecy::ExposeSecret;
+        match &self.key {
+            Some(key) if key.expose_secret().len() >= MIN_JWT_SECRET_BYTES => {
+                Ok(crate::control::ControlKey::new(key.clone()))
+            }
+            _ if environment != Environment::Dev => Err(ConfigError::WeakControlKey),
+            _ => Ok(crate::control::ControlKey::new(SecretString::from(
+                DEV_CONTROL_KEY,
+            ))),
+        }
+    }
+}
 
 /// Token and sign-in settings.
 #[derive(Debug, Clone, clap::Args)]

@@ -7,6 +7,8 @@
 //! - [`sagas`]: the process managers' steps and deadlines (DESIGN §7).
 //! - [`withdrawals`]: the withdrawal workers' task queue; [`payouts`]: the payout provider's
 //!   client (DESIGN §9).
+//! - [`control`]: the control plane: messages, signing, the listener every service runs, the
+//!   operator's side, the HTTP gate (DESIGN §10).
 //! - [`service`]: running background workers beside their HTTP endpoint.
 //! - [`kafka`]: Kafka clients, topics and the consumer toolkit.
 //! - [`read_models`]: one module per context (views, schema, queries), shared by projectors and
@@ -18,6 +20,7 @@
 
 pub mod cassandra;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod kafka;
 pub mod ledger;

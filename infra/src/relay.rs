@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::{
     config::KafkaConfig,
+    control::{self, Settings},
     kafka::{self, KafkaError},
     ledger::{Ledger, LedgerError, append::OUTBOX_CHANNEL},
 };
@@ -43,6 +44,7 @@ pub struct Relay {
     producer: FutureProducer,
     kafka: KafkaConfig,
     batch_size: i64,
+    control: Option<watch::Receiver<Settings>>,
 }
 
 impl Relay {
@@ -53,7 +55,15 @@ impl Relay {
             producer: kafka::producer(kafka)?,
             kafka: kafka.clone(),
             batch_size,
+            control: None,
         })
+    }
+
+    /// Steered by these control settings (DESIGN §10): while frozen it publishes nothing (the
+    /// batch in flight is finished first).
+    pub fn with_control(mut self, settings: watch::Receiver<Settings>) -> Self {
+        self.control = Some(settings);
+        self
     }
 
     /// Publish one batch: claim, send all, wait for every acknowledgement, delete.
@@ -101,7 +111,7 @@ impl Relay {
 
     /// Relay until `shutdown` turns true: woken by the ledger's notifications, polling as a
     /// fallback, backing off on errors. The batch in flight is finished before returning.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const POLL: Duration = Duration::from_millis(500);
         let mut listener = match PgListener::connect_with(self.ledger.pool()).await {
             Ok(mut l) => l.listen(OUTBOX_CHANNEL).await.map(|_| l).ok(),
@@ -110,7 +120,13 @@ impl Relay {
         let mut backoff = Duration::from_millis(100);
         let mut last_lag = Instant::now() - POLL;
         tracing::info!("outbox relay started");
+        let mut settings = self.control.take();
         while !*shutdown.borrow() {
+            if let Some(settings) = settings.as_mut()
+                && !control::wait_while_frozen(settings, &mut shutdown, "relay").await
+            {
+                break;
+            }
             if last_lag.elapsed() >= POLL {
                 self.report_lag().await;
                 last_lag = Instant::now();
@@ -131,6 +147,7 @@ impl Relay {
                         ok = notified => if !ok { listener = None },
                         _ = tokio::time::sleep(POLL) => {}
                         _ = shutdown.changed() => {}
+                        () = control::changed(&mut settings) => {}
                     }
                 }
                 Err(error) => {

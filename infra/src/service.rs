@@ -13,6 +13,8 @@ pub struct Workers {
     router: Router,
     tasks: JoinSet<anyhow::Result<()>>,
     stop: watch::Sender<bool>,
+    /// The control plane membership, followed while the workers run.
+    control: Option<crate::control::ControlPlane>,
 }
 
 impl Workers {
@@ -28,7 +30,14 @@ impl Workers {
             router,
             tasks,
             stop,
+            control: None,
         }
+    }
+
+    /// Stay a member of the control plane while running.
+    pub fn with_control(mut self, control: crate::control::ControlPlane) -> Self {
+        self.control = Some(control);
+        self
     }
 
     /// The port of the HTTP endpoint (useful with port 0).
@@ -59,6 +68,7 @@ impl Workers {
             result??;
         }
         server.await??;
+        drop(self.control);
         match failed {
             Some(result) => {
                 result??;

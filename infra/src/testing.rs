@@ -37,6 +37,9 @@ impl TestEnv {
         // Production rules for the token secret; sign-in limits out of the way of tests that
         // register many users from one address (the limits have their own test).
         config.auth.jwt_secret = Some(format!("test-secret-{}", Uuid::new_v4().simple()).into());
+        config.control.key = Some(format!("test-control-key-{}", Uuid::new_v4().simple()).into());
+        config.control.heartbeat_ms = 200;
+        config.withdrawals.worker_port = 0;
         config.auth.rate_per_address = 100_000;
         config.auth.rate_per_email = 100_000;
 

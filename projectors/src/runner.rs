@@ -8,6 +8,7 @@ use infra::{
     cassandra,
     config::Config,
     config::KafkaConfig,
+    control::ControlPlane,
     http::{health, with_common_layers},
     kafka::consumer::{self, ConsumerOptions, EventHandler, HandlerError},
     ledger::{RecordedEvent, Upcasters},
@@ -75,14 +76,15 @@ impl EventHandler for Projector {
 /// Start consumer group `name` on the topics of `contexts`, feeding `handler`.
 fn spawn_projector(
     consumers: &mut JoinSet<anyhow::Result<()>>,
-    kafka: &KafkaConfig,
+    (kafka, control): (&KafkaConfig, &ControlPlane),
     stopped: &watch::Receiver<bool>,
     name: &str,
     contexts: &[BoundedContext],
     handler: Projector,
 ) {
     let topics = contexts.iter().map(|c| kafka.context_topic(*c)).collect();
-    let options = ConsumerOptions::projector(name, topics);
+    let mut options = ConsumerOptions::projector(name, topics);
+    options.control = Some(control.settings());
     let (kafka, stopped, handler) = (kafka.clone(), stopped.clone(), Arc::new(handler));
     consumers.spawn(async move { Ok(consumer::run(&kafka, options, handler, stopped).await?) });
 }
@@ -123,10 +125,20 @@ impl Projectors {
             .context("could not create the jobs tables")?;
         let jobs = JobStore::new(session, &config.cassandra.keyspace).await?;
 
+        let control = ControlPlane::join(&config, "projectors")
+            .await
+            .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
         let (stop, stopped) = watch::channel(false);
         let mut consumers = JoinSet::new();
         let mut spawn = |name: &str, contexts: &[BoundedContext], handler| {
-            spawn_projector(&mut consumers, &config.kafka, &stopped, name, contexts, handler)
+            spawn_projector(
+                &mut consumers,
+                (&config.kafka, &control),
+                &stopped,
+                name,
+                contexts,
+                handler,
+            )
         };
         spawn(
             "users",
@@ -169,7 +181,7 @@ impl Projectors {
             .await
             .with_context(|| format!("could not listen on {address} (WORKUP_PROJECTORS_PORT)"))?;
         Ok(Self {
-            workers: Workers::new(listener, router, consumers, stop),
+            workers: Workers::new(listener, router, consumers, stop).with_control(control),
         })
     }
 

@@ -84,6 +84,15 @@ impl ProjectorsProcess {
             .env("WORKUP_REDIS_URL", &config.redis.url)
             .env("WORKUP_REDIS_PREFIX", &config.redis.prefix)
             .env("WORKUP_JWT_SECRET", secret.expose_secret())
+            .env(
+                "WORKUP_CONTROL_KEY",
+                config
+                    .control
+                    .key
+                    .as_ref()
+                    .context("test control key")?
+                    .expose_secret(),
+            )
             .env("WORKUP_PROJECTORS_PORT", port.to_string())
             .env(
                 "RUST_LOG",

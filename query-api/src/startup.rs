@@ -6,6 +6,7 @@ use futures::FutureExt;
 use infra::{
     cassandra,
     config::Config,
+    control::ControlPlane,
     http::auth::TokenKeys,
     mongo,
     read_models::{jobs::JobStore, users::UserProfiles},
@@ -20,6 +21,8 @@ use crate::{routes, state::AppState};
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// Followed while it runs.
+    _control: ControlPlane,
 }
 
 impl Application {
@@ -67,12 +70,19 @@ impl Application {
             payments,
             media: infra::media::MediaStore::new(&config.media.dir),
         };
-        let router = routes::router(state, &config.http);
+        let control = ControlPlane::join(&config, "query-api")
+            .await
+            .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
+        let router = routes::router(state, &control, &config.http);
         let address = format!("{}:{}", config.http.host, config.http.query_api_port);
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("could not listen on {address} (WORKUP_QUERY_API_PORT)"))?;
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            _control: control,
+        })
     }
 
     /// The port it listens on (useful with port 0).

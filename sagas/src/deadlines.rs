@@ -4,7 +4,11 @@
 //! in-memory timer.
 
 use domain::payments::{PaymentRequest, PaymentRequestCommand, payment_request};
-use infra::{kafka::consumer::HandlerError, sagas::Deadline};
+use infra::{
+    control::{self, Settings},
+    kafka::consumer::HandlerError,
+    sagas::Deadline,
+};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -24,16 +28,21 @@ pub struct Deadlines {
     pub saga: Saga,
     /// How often to look.
     pub every: Duration,
+    /// The control settings: nothing fires while frozen.
+    pub control: watch::Receiver<Settings>,
 }
 
 impl Deadlines {
     /// Fire due deadlines every `every` until `stopped`.
-    pub async fn run(self, mut stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn run(mut self, mut stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(self.every);
         loop {
             tokio::select! {
                 _ = stopped.changed() => return Ok(()),
                 _ = tick.tick() => {}
+            }
+            if !control::wait_while_frozen(&mut self.control, &mut stopped, "deadlines").await {
+                return Ok(());
             }
             if let Err(error) = self.fire_due().await {
                 tracing::warn!(%error, "deadlines could not be fired; retrying");

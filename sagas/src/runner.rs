@@ -6,6 +6,7 @@ use axum::Router;
 use domain::BoundedContext;
 use infra::{
     config::{Config, KafkaConfig},
+    control::ControlPlane,
     http::{auth::TokenKeys, health, openapi, with_common_layers},
     kafka::{
         self,
@@ -74,10 +75,20 @@ impl Sagas {
             ledger: ledger.clone(),
             store: store.clone(),
         };
+        let control = ControlPlane::join(&config, "sagas")
+            .await
+            .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut spawn = |name: &'static str, context, manager| {
-            spawn_consumer(&mut tasks, &config.kafka, &stopped, name, context, manager)
+            spawn_consumer(
+                &mut tasks,
+                (&config.kafka, &control),
+                &stopped,
+                name,
+                context,
+                manager,
+            )
         };
         spawn(
             "contract-initiation",
@@ -108,6 +119,7 @@ impl Sagas {
         let deadlines = Deadlines {
             saga: saga("deadlines"),
             every: Duration::from_millis(config.sagas.deadline_poll_ms),
+            control: control.settings(),
         };
         tasks.spawn(deadlines.run(stopped.clone()));
 
@@ -125,7 +137,7 @@ impl Sagas {
             .await
             .with_context(|| format!("could not listen on {address} (WORKUP_SAGAS_PORT)"))?;
         Ok(Self {
-            workers: Workers::new(listener, router, tasks, stop),
+            workers: Workers::new(listener, router, tasks, stop).with_control(control),
         })
     }
 
@@ -147,13 +159,14 @@ impl Sagas {
 /// Start consumer group `name` on the topic of `context`, feeding `manager`.
 fn spawn_consumer(
     tasks: &mut JoinSet<anyhow::Result<()>>,
-    kafka: &KafkaConfig,
+    (kafka, control): (&KafkaConfig, &ControlPlane),
     stopped: &watch::Receiver<bool>,
     name: &'static str,
     context: BoundedContext,
     manager: ProcessManager,
 ) {
     let mut options = ConsumerOptions::new(name, vec![kafka.context_topic(context)]);
+    options.control = Some(control.settings());
     options.max_attempts = SAGA_ATTEMPTS;
     // Lag (events and seconds behind) and DLQ size in `/metrics`, as for projectors.
     options.projector_lag = Some(LAG_EVERY);

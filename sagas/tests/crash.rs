@@ -37,6 +37,15 @@ impl SagasProcess {
             .env("WORKUP_KAFKA_PARTITIONS", config.kafka.partitions.to_string())
             .env("WORKUP_KAFKA_FETCH_WAIT_MS", "10")
             .env("WORKUP_JWT_SECRET", secret.expose_secret())
+            .env(
+                "WORKUP_CONTROL_KEY",
+                config
+                    .control
+                    .key
+                    .as_ref()
+                    .context("test control key")?
+                    .expose_secret(),
+            )
             .env("WORKUP_SAGAS_PORT", port.to_string())
             .env("WORKUP_DEADLINE_POLL_MS", "200")
             .env(

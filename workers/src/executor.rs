@@ -16,6 +16,7 @@ use domain::{
     },
 };
 use infra::{
+    control::{self, Settings},
     ledger::{CommandError, EventMetadata, Ledger, LedgerError},
     payouts::{PayoutClient, PayoutError, PayoutOutcome},
     withdrawals::{ClaimedTask, WithdrawalTasks},
@@ -78,8 +79,10 @@ pub struct Executor {
     pub timeout: Duration,
     /// How long a claim holds (renewed every third of it).
     pub lease: Duration,
-    /// Tasks run at once.
+    /// Tasks run at once (unless the control plane's `max_concurrency` says fewer).
     pub concurrency: usize,
+    /// The control settings: no task is claimed while frozen; `max_concurrency` caps the tasks.
+    pub control: watch::Receiver<Settings>,
     /// How often due tasks are looked for.
     pub poll: Duration,
     /// Woken by the intake when it queued a task.
@@ -91,8 +94,23 @@ impl Executor {
     /// short grace (those still running are redelivered once their lease lapses).
     pub async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut running = JoinSet::new();
+        let mut control = self.control.clone();
         loop {
-            let free = self.concurrency.saturating_sub(running.len());
+            if control.borrow().frozen {
+                // Tasks in flight finish; nothing new is claimed until started again.
+                while running.join_next().await.is_some() {}
+                if !control::wait_while_frozen(&mut control, &mut stopped, "withdrawal-executor").await {
+                    break;
+                }
+            }
+            let limit = control
+                .borrow()
+                .max_concurrency
+                .and_then(|n| usize::try_from(n).ok())
+                .map_or(self.concurrency, |n| n.max(1));
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("workup_withdrawal_tasks_in_flight").set(running.len() as f64);
+            let free = limit.saturating_sub(running.len());
             if free > 0 {
                 match self
                     .tasks
@@ -111,6 +129,7 @@ impl Executor {
                 _ = stopped.changed() => break,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.poll) => {}
+                _ = control.changed() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         }

@@ -6,6 +6,7 @@ use axum::Router;
 use domain::BoundedContext;
 use infra::{
     config::Config,
+    control::ControlPlane,
     http::{health, with_common_layers},
     kafka::{
         self,
@@ -52,6 +53,9 @@ impl WithdrawalWorker {
             .context("could not build the payout provider's client (WORKUP_PAYOUT_PROVIDER_URL)")?;
         let tasks = WithdrawalTasks::new(ledger.pool().clone());
         let wake = Arc::new(Notify::new());
+        let control = ControlPlane::join(&config, "withdrawal-worker")
+            .await
+            .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
         let (stop, stopped) = watch::channel(false);
         let mut jobs = JoinSet::new();
 
@@ -59,6 +63,7 @@ impl WithdrawalWorker {
             ConsumerOptions::new(GROUP, vec![config.kafka.context_topic(BoundedContext::Payments)]);
         options.max_attempts = INTAKE_ATTEMPTS;
         options.projector_lag = Some(GAUGES_EVERY);
+        options.control = Some(control.settings());
         let intake = Arc::new(Intake {
             tasks: tasks.clone(),
             upcasters: Upcasters::current(),
@@ -79,6 +84,7 @@ impl WithdrawalWorker {
             timeout: settings.timeout(),
             lease: settings.lease(),
             concurrency: settings.concurrency.max(1),
+            control: control.settings(),
             poll: Duration::from_millis(settings.poll_ms.max(10)),
             wake,
         });
@@ -95,7 +101,7 @@ impl WithdrawalWorker {
             .await
             .with_context(|| format!("could not listen on {address} (WORKUP_WITHDRAWAL_WORKER_PORT)"))?;
         Ok(Self {
-            workers: Workers::new(listener, router, jobs, stop),
+            workers: Workers::new(listener, router, jobs, stop).with_control(control),
         })
     }
 

@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use infra::{config::CooldownPolicyConfig, ledger::Ledger, testing::TestEnv};
 use payout_provider::{PayoutStatus, Provider, Settings};
 use reqwest::{Client, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::{
     future::Future,
@@ -34,6 +35,15 @@ impl WorkerProcess {
             .env("WORKUP_WITHDRAWAL_LEASE_SECS", "2")
             .env("WORKUP_WITHDRAWAL_POLL_MS", "100")
             .env("WORKUP_PAYOUT_PROVIDER_URL", provider_url)
+            .env(
+                "WORKUP_CONTROL_KEY",
+                config
+                    .control
+                    .key
+                    .as_ref()
+                    .context("test control key")?
+                    .expose_secret(),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()),

@@ -4,7 +4,8 @@
 use anyhow::Context as _;
 use clap::Parser;
 use infra::{
-    config::{KafkaConfig, PostgresConfig},
+    config::{ControlConfig, Environment, KafkaConfig, PostgresConfig},
+    control::ControlPlane,
     http::health,
     kafka,
     ledger::Ledger,
@@ -22,6 +23,12 @@ struct Args {
     /// Kafka-protocol broker.
     #[command(flatten)]
     kafka: KafkaConfig,
+    /// The control plane (DESIGN §10): `control freeze relay` pauses it.
+    #[command(flatten)]
+    control: ControlConfig,
+    /// `dev` runs with the local control key when none is set.
+    #[arg(long = "env", env = "WORKUP_ENV", value_enum, default_value = "production")]
+    environment: Environment,
     /// Events published per broker round trip.
     #[arg(
         long = "relay-batch-size",
@@ -44,7 +51,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let ledger = Ledger::connect(&args.postgres).await?;
     kafka::ensure_topics(&args.kafka, &kafka::context_topics(&args.kafka), false).await?;
-    let relay = Relay::new(ledger.clone(), &args.kafka, args.batch_size)?;
+    let control = ControlPlane::join_with(&args.kafka, &args.control, args.environment, "relay")
+        .await
+        .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
+    let relay = Relay::new(ledger.clone(), &args.kafka, args.batch_size)?.with_control(control.settings());
     let ready = health::ready_check("postgres", ledger, |l| async move { l.ping().await });
     let listener = TcpListener::bind(&args.listen)
         .await
@@ -61,5 +71,6 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop.send(true);
     running.await?;
     server.await??;
+    drop(control);
     Ok(())
 }

@@ -16,6 +16,7 @@ use axum::{
 use domain::{Currency, Money};
 use infra::{
     config::HttpConfig,
+    control::{self, ControlPlane, gate::Gate},
     http::{
         auth::AccessToken,
         health,
@@ -33,8 +34,8 @@ pub(crate) use infra::http::openapi::{IdempotencyKeyHeader, WriteProblems};
 
 use crate::state::AppState;
 
-/// The whole application router.
-pub fn router(state: AppState, http: &HttpConfig) -> Router {
+/// The whole application router; `control` gates the API routes (DESIGN §10).
+pub fn router(state: AppState, control: &ControlPlane, http: &HttpConfig) -> Router {
     let ledger_check = health::ready_check("ledger", state.ledger.clone(), |l| async move { l.ping().await });
     let store = IdempotencyStore::new(state.ledger.pool().clone(), state.keys.clone());
     let writes = Router::new()
@@ -45,9 +46,11 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .merge(withdrawals::router())
         .merge(media::router(&state))
         .route_layer(middleware::from_fn_with_state(store, idempotency::idempotency));
+    let gate = Gate::new("command-api", control, &ApiDoc::openapi());
     let api = Router::new()
         .merge(writes)
         .merge(users::login_router())
+        .layer(middleware::from_fn_with_state(gate, control::gate::gate))
         .with_state(state);
     with_common_layers(
         Router::new()

@@ -15,7 +15,11 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{KafkaError, client_config, ensure_topics, lag, producer, record};
-use crate::{config::KafkaConfig, ledger::RecordedEvent};
+use crate::{
+    config::KafkaConfig,
+    control::{self, Settings},
+    ledger::RecordedEvent,
+};
 
 /// A handler's failure: retried, then the event is parked.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,6 +47,9 @@ pub struct ConsumerOptions {
     /// How often to measure and publish the group's lag as `workup_projector_lag_*` (see
     /// [`super::lag`]); `None`: not measured. Projectors set it.
     pub projector_lag: Option<Duration>,
+    /// The instance's control settings (DESIGN §10): while frozen it consumes nothing, its
+    /// offsets committed; `None`: not steered.
+    pub control: Option<watch::Receiver<Settings>>,
 }
 
 impl ConsumerOptions {
@@ -55,6 +62,7 @@ impl ConsumerOptions {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             projector_lag: None,
+            control: None,
         }
     }
 
@@ -80,16 +88,19 @@ enum Outcome {
     Parked,
 }
 
-/// Consume until `shutdown` turns true.
+/// Consume until `shutdown` turns true. Besides its topics, a consumer follows its replay topic
+/// ([`KafkaConfig::replay_topic`]), where `control dlq replay` puts parked events back: those
+/// are applied again even if their version was seen (the handlers are idempotent).
 pub async fn run<H: EventHandler>(
     kafka: &KafkaConfig,
-    options: ConsumerOptions,
+    mut options: ConsumerOptions,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), KafkaError> {
     let dlq_topic = kafka.dlq_topic(&options.name);
+    let replay_topic = kafka.replay_topic(&options.name);
     ensure_topics(kafka, &options.topics, false).await?;
-    ensure_topics(kafka, std::slice::from_ref(&dlq_topic), false).await?;
+    ensure_topics(kafka, &[dlq_topic.clone(), replay_topic.clone()], false).await?;
     let group = group_id(kafka, &options.name);
     let consumer: StreamConsumer = client_config(kafka)
         .set("group.id", &group)
@@ -103,7 +114,8 @@ pub async fn run<H: EventHandler>(
         // Also the rebalance timeout: how long a group waits for a member that left silently.
         .set("max.poll.interval.ms", "60000")
         .create()?;
-    let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+    let mut topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+    topics.push(&replay_topic);
     consumer.subscribe(&topics)?;
     let dlq = producer(kafka)?;
     let mut seen = Dedup::default();
@@ -124,10 +136,20 @@ pub async fn run<H: EventHandler>(
         }
     });
     tracing::info!(consumer = %options.name, topics = ?options.topics, "consumer started");
+    let mut settings = options.control.take();
     loop {
+        if let Some(settings) = settings.as_mut()
+            && settings.borrow().frozen
+        {
+            commit(&consumer)?;
+            if !control::wait_while_frozen(settings, &mut shutdown, &options.name).await {
+                break;
+            }
+        }
         let message = tokio::select! {
             message = consumer.recv() => message,
             _ = shutdown.changed() => break,
+            () = control::changed(&mut settings) => continue,
         };
         let message = match message {
             Ok(m) => m,
@@ -142,8 +164,7 @@ pub async fn run<H: EventHandler>(
             &options,
             handler.as_ref(),
             &mut seen,
-            &dlq,
-            &dlq_topic,
+            (&dlq, &dlq_topic, &replay_topic),
             &shutdown,
         )
         .await;
@@ -156,13 +177,19 @@ pub async fn run<H: EventHandler>(
             Err(Stopped) => break,
         }
     }
+    commit(&consumer)?;
+    tracing::info!(consumer = %options.name, "consumer stopped");
+    Ok(())
+}
+
+/// Commit the offsets stored so far (none stored yet is fine).
+fn commit(consumer: &StreamConsumer) -> Result<(), KafkaError> {
     consumer
         .commit_consumer_state(CommitMode::Sync)
         .or_else(|e| match e {
             rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
             e => Err(e),
         })?;
-    tracing::info!(consumer = %options.name, "consumer stopped");
     Ok(())
 }
 
@@ -182,8 +209,7 @@ async fn process<H: EventHandler>(
     options: &ConsumerOptions,
     handler: &H,
     seen: &mut Dedup,
-    dlq: &FutureProducer,
-    dlq_topic: &str,
+    (dlq, dlq_topic, replay_topic): (&FutureProducer, &str, &str),
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Outcome, Stopped> {
     let payload = message.payload().unwrap_or_default();
@@ -195,7 +221,9 @@ async fn process<H: EventHandler>(
             return Ok(Outcome::Parked);
         }
     };
-    if seen.already_applied(event.stream_id, event.version) {
+    // A replayed event is applied again: it was parked, not applied.
+    let replayed = message.topic() == replay_topic;
+    if !replayed && seen.already_applied(event.stream_id, event.version) {
         return Ok(Outcome::Duplicate);
     }
     let mut backoff = options.initial_backoff;

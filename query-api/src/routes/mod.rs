@@ -7,9 +7,10 @@ pub mod paging;
 pub mod payments;
 pub mod users;
 
-use axum::Router;
+use axum::{Router, middleware};
 use infra::{
     config::HttpConfig,
+    control::{self, ControlPlane, gate::Gate},
     http::{
         health,
         openapi::{self, BearerAuth},
@@ -32,7 +33,7 @@ use crate::state::AppState;
 pub struct ApiDoc;
 
 /// The whole application router.
-pub fn router(state: AppState, http: &HttpConfig) -> Router {
+pub fn router(state: AppState, control: &ControlPlane, http: &HttpConfig) -> Router {
     let checks = vec![
         health::ready_check(
             "mongodb",
@@ -49,6 +50,10 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .merge(contracts::router())
         .merge(payments::router())
         .merge(media::router())
+        .layer(middleware::from_fn_with_state(
+            Gate::new("query-api", control, &ApiDoc::openapi()),
+            control::gate::gate,
+        ))
         .with_state(state);
     with_common_layers(
         Router::new()
