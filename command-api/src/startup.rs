@@ -5,7 +5,7 @@ use axum::Router;
 use futures::FutureExt;
 use infra::{
     config::Config,
-    control::ControlPlane,
+    control::{self, ControlPlane},
     http::{
         auth::{Passwords, TokenKeys},
         limits::SignInLimits,
@@ -47,6 +47,11 @@ impl Application {
         let control = ControlPlane::join(&config, "command-api")
             .await
             .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
+        control::follow_pool_limit(
+            ledger.clone(),
+            control.settings(),
+            config.postgres.max_connections,
+        );
         let relay = Relay::new(ledger.clone(), &config.kafka, RELAY_BATCH)?.with_control(control.settings());
         let (stop_relay, stopped) = watch::channel(false);
         let relay = tokio::spawn(relay.run(stopped));

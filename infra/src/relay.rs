@@ -113,10 +113,9 @@ impl Relay {
     /// fallback, backing off on errors. The batch in flight is finished before returning.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const POLL: Duration = Duration::from_millis(500);
-        let mut listener = match PgListener::connect_with(self.ledger.pool()).await {
-            Ok(mut l) => l.listen(OUTBOX_CHANNEL).await.map(|_| l).ok(),
-            Err(_) => None,
-        };
+        const RELISTEN: Duration = Duration::from_secs(5);
+        let mut listener = self.listen().await;
+        let mut listened = Instant::now();
         let mut backoff = Duration::from_millis(100);
         let mut last_lag = Instant::now() - POLL;
         tracing::info!("outbox relay started");
@@ -137,6 +136,11 @@ impl Relay {
                     continue;
                 }
                 Ok(Step::Idle) => {
+                    // A listener lost (a database restart, a resized pool) is made again.
+                    if listener.is_none() && listened.elapsed() >= RELISTEN {
+                        listener = self.listen().await;
+                        listened = Instant::now();
+                    }
                     let notified = async {
                         match listener.as_mut() {
                             Some(l) => l.recv().await.is_ok(),
@@ -161,6 +165,13 @@ impl Relay {
             }
         }
         tracing::info!("outbox relay stopped");
+    }
+
+    /// A listener of the ledger's append notifications, if one can be had.
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.ledger.pool()).await.ok()?;
+        listener.listen(OUTBOX_CHANNEL).await.ok()?;
+        Some(listener)
     }
 
     async fn report_lag(&self) {

@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+
 use std::time::Duration;
 use uuid::Uuid;
 
 pub use sqlx::types::Json;
 
-use crate::ledger::{LedgerError, StreamVersion};
+use crate::ledger::{Ledger, LedgerError, StreamVersion};
 
 /// One step a saga took.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -58,13 +58,13 @@ pub struct Deadline {
 /// The saga tables.
 #[derive(Debug, Clone)]
 pub struct SagaStore {
-    pool: PgPool,
+    ledger: Ledger,
 }
 
 impl SagaStore {
     /// The store on the (migrated) ledger database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger }
     }
 
     /// Record a step (once: recording it again on a redelivery keeps the first record).
@@ -84,7 +84,7 @@ impl SagaStore {
         .bind(&step.outcome)
         .bind(&step.detail)
         .bind(&step.streams)
-        .execute(&self.pool)
+        .execute(&self.ledger.pool())
         .await?;
         Ok(())
     }
@@ -97,7 +97,7 @@ impl SagaStore {
              FROM saga_steps WHERE saga_id = $1 ORDER BY recorded_at, command_id",
         )
         .bind(saga_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.ledger.pool())
         .await?)
     }
 
@@ -112,7 +112,7 @@ impl SagaStore {
         .bind(&deadline.kind)
         .bind(deadline.stream_id)
         .bind(deadline.due_at)
-        .execute(&self.pool)
+        .execute(&self.ledger.pool())
         .await?;
         Ok(())
     }
@@ -131,7 +131,7 @@ impl SagaStore {
         )
         .bind(limit)
         .bind(lease.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.ledger.pool())
         .await?)
     }
 
@@ -142,7 +142,7 @@ impl SagaStore {
         )
         .bind(deadline_id)
         .bind(outcome)
-        .execute(&self.pool)
+        .execute(&self.ledger.pool())
         .await?;
         Ok(())
     }
@@ -151,7 +151,7 @@ impl SagaStore {
     pub async fn pending(&self) -> Result<i64, LedgerError> {
         Ok(
             sqlx::query_scalar("SELECT count(*) FROM saga_deadlines WHERE fired_at IS NULL")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.ledger.pool())
                 .await?,
         )
     }

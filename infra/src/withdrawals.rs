@@ -7,11 +7,11 @@
 //! before acting, so a task run twice (a redelivery) does what is left and nothing more.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+
 use std::time::Duration;
 use uuid::Uuid;
 
-use crate::ledger::LedgerError;
+use crate::ledger::{Ledger, LedgerError};
 
 /// The task of a withdrawal just requested.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,13 +63,13 @@ pub struct TaskCounts {
 /// The task table.
 #[derive(Debug, Clone)]
 pub struct WithdrawalTasks {
-    pool: PgPool,
+    ledger: Ledger,
 }
 
 impl WithdrawalTasks {
     /// The queue on the (migrated) ledger database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger }
     }
 
     /// Add the task of a requested withdrawal (adding it again changes nothing).
@@ -82,7 +82,7 @@ impl WithdrawalTasks {
         .bind(task.wallet_id)
         .bind(task.correlation_id)
         .bind(task.due_at)
-        .execute(&self.pool)
+        .execute(&self.ledger.pool())
         .await?;
         Ok(())
     }
@@ -111,7 +111,7 @@ impl WithdrawalTasks {
         .bind(worker)
         .bind(limit)
         .bind(lease.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.ledger.pool())
         .await?)
     }
 
@@ -131,7 +131,7 @@ impl WithdrawalTasks {
         .bind(withdrawal_id)
         .bind(worker)
         .bind(duration.as_secs_f64())
-        .execute(&self.pool)
+        .execute(&self.ledger.pool())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -144,7 +144,7 @@ impl WithdrawalTasks {
         )
         .bind(withdrawal_id)
         .bind(outcome)
-        .execute(&self.pool)
+        .execute(&self.ledger.pool())
         .await?;
         Ok(())
     }
@@ -162,7 +162,7 @@ impl WithdrawalTasks {
                  count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled
              FROM withdrawal_tasks",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.ledger.pool())
         .await?)
     }
 }

@@ -509,7 +509,7 @@ async fn stream_versions(env: &TestEnv) -> anyhow::Result<Vec<(String, Uuid, i64
         "SELECT stream_type, stream_id, max(version) FROM events GROUP BY stream_type, stream_id
          ORDER BY stream_type, stream_id",
     )
-    .fetch_all(ledger.pool())
+    .fetch_all(&ledger.pool())
     .await?)
 }
 
@@ -527,7 +527,7 @@ async fn republish(env: &TestEnv, kafka: &infra::config::KafkaConfig) -> anyhow:
     ];
     let ledger = env.ledger().await?;
     let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(ledger.pool())
+        .fetch_one(&ledger.pool())
         .await?;
     ensure!(pending == 0, "{pending} events not relayed yet");
     for (stream_type, context) in contexts {
@@ -537,13 +537,13 @@ async fn republish(env: &TestEnv, kafka: &infra::config::KafkaConfig) -> anyhow:
         )
         .bind(stream_type)
         .bind(context.name())
-        .execute(ledger.pool())
+        .execute(&ledger.pool())
         .await?;
     }
     let unmapped: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE global_position NOT IN (SELECT global_position FROM outbox)",
     )
-    .fetch_one(ledger.pool())
+    .fetch_one(&ledger.pool())
     .await?;
     ensure!(unmapped == 0, "{unmapped} events of unknown stream types");
     Ok(Relay::new(ledger, kafka, 100)?.run_until_idle().await?)
@@ -855,7 +855,7 @@ async fn a_projector_killed_mid_stream_converges_to_the_answers_of_one_that_neve
         Duration::from_secs(30),
         || async {
             let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-                .fetch_one(ledger.pool())
+                .fetch_one(&ledger.pool())
                 .await?;
             Ok(pending == 0)
         },

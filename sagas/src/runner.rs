@@ -6,7 +6,7 @@ use axum::Router;
 use domain::BoundedContext;
 use infra::{
     config::{Config, KafkaConfig},
-    control::ControlPlane,
+    control::{self, ControlPlane},
     http::{auth::TokenKeys, health, openapi, with_common_layers},
     kafka::{
         self,
@@ -69,7 +69,7 @@ impl Sagas {
         kafka::ensure_topics(&config.kafka, &kafka::context_topics(&config.kafka), false)
             .await
             .context("could not create the Kafka topics (WORKUP_KAFKA_BROKERS)")?;
-        let store = SagaStore::new(ledger.pool().clone());
+        let store = SagaStore::new(ledger.clone());
         let saga = |name| Saga {
             name,
             ledger: ledger.clone(),
@@ -78,6 +78,11 @@ impl Sagas {
         let control = ControlPlane::join(&config, "sagas")
             .await
             .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
+        control::follow_pool_limit(
+            ledger.clone(),
+            control.settings(),
+            config.postgres.max_connections,
+        );
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut spawn = |name: &'static str, context, manager| {

@@ -180,7 +180,7 @@ impl Stack {
         Ok(
             sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
                 .bind(event_type)
-                .fetch_one(ledger.pool())
+                .fetch_one(&ledger.pool())
                 .await?,
         )
     }
@@ -231,7 +231,7 @@ async fn a_saga_killed_between_its_effect_and_its_offset_commit_acts_once() -> a
     // Restarted, it gets the ProposalAccepted again: the ledger answers the same command id.
     let sagas = SagasProcess::start(&stack.env, 3600)?;
     let ledger = stack.env.ledger().await?;
-    let store = infra::sagas::SagaStore::new(ledger.pool().clone());
+    let store = infra::sagas::SagaStore::new(ledger.clone());
     let contract_id: Uuid = contract.parse()?;
     eventually("the redelivered step is recorded", || async {
         Ok(!store.history(contract_id).await?.is_empty())
@@ -400,10 +400,10 @@ async fn a_republished_proposal_accepted_creates_no_second_contract() -> anyhow:
         "INSERT INTO outbox (global_position, topic_context)
          SELECT global_position, 'jobs' FROM events WHERE event_type = 'ProposalAccepted'",
     )
-    .execute(ledger.pool())
+    .execute(&ledger.pool())
     .await?;
     sqlx::query("SELECT pg_notify('workup_outbox', '')")
-        .execute(ledger.pool())
+        .execute(&ledger.pool())
         .await?;
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     eventually("the republished event is answered by the ledger", || async {
@@ -466,7 +466,7 @@ async fn a_contract_that_cannot_be_initiated_is_compensated() -> anyhow::Result<
     assert_eq!(stack.count("JobReopened").await?, 1, "the job is open again");
     let reason: String =
         sqlx::query_scalar("SELECT payload->>'reason' FROM events WHERE event_type = 'JobReopened'")
-            .fetch_one(ledger.pool())
+            .fetch_one(&ledger.pool())
             .await?;
     assert!(reason.contains("contract-already-initiated"), "{reason}");
     let proposal_state = ledger

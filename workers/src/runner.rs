@@ -6,7 +6,7 @@ use axum::Router;
 use domain::BoundedContext;
 use infra::{
     config::Config,
-    control::ControlPlane,
+    control::{self, ControlPlane},
     http::{health, with_common_layers},
     kafka::{
         self,
@@ -51,11 +51,16 @@ impl WithdrawalWorker {
             .context("could not create the Kafka topics (WORKUP_KAFKA_BROKERS)")?;
         let provider = PayoutClient::new(&settings.provider_url)
             .context("could not build the payout provider's client (WORKUP_PAYOUT_PROVIDER_URL)")?;
-        let tasks = WithdrawalTasks::new(ledger.pool().clone());
+        let tasks = WithdrawalTasks::new(ledger.clone());
         let wake = Arc::new(Notify::new());
         let control = ControlPlane::join(&config, "withdrawal-worker")
             .await
             .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
+        control::follow_pool_limit(
+            ledger.clone(),
+            control.settings(),
+            config.postgres.max_connections,
+        );
         let (stop, stopped) = watch::channel(false);
         let mut jobs = JoinSet::new();
 

@@ -198,7 +198,7 @@ async fn a_worker_killed_mid_payout_is_replaced_and_the_withdrawal_completes_exa
     // Both tasks are queued, and the first worker is waiting on the provider for the first.
     eventually("both tasks queued", || async {
         let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM withdrawal_tasks")
-            .fetch_one(ledger.pool())
+            .fetch_one(&ledger.pool())
             .await?;
         Ok(queued == 2)
     })
@@ -236,14 +236,14 @@ async fn a_worker_killed_mid_payout_is_replaced_and_the_withdrawal_completes_exa
     assert_eq!(count(&ledger, wallet_id, "FundsWithdrawn").await?, 2);
     let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM withdrawal_tasks WHERE withdrawal_id = $1")
         .bind(first)
-        .fetch_one(ledger.pool())
+        .fetch_one(&ledger.pool())
         .await?;
     assert!(attempts >= 2, "attempts {attempts}");
     // The deferred one ran at its time, on the new worker.
     let started: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT started_at FROM withdrawal_tasks WHERE withdrawal_id = $1")
             .bind(second)
-            .fetch_one(ledger.pool())
+            .fetch_one(&ledger.pool())
             .await?;
     let slot: chrono::DateTime<chrono::Utc> = later["scheduled_for"].as_str().context("slot")?.parse()?;
     assert!(started >= slot, "started {started} before its slot {slot}");

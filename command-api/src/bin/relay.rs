@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use infra::{
     config::{ControlConfig, Environment, KafkaConfig, PostgresConfig},
-    control::ControlPlane,
+    control::{self, ControlPlane},
     http::health,
     kafka,
     ledger::Ledger,
@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let control = ControlPlane::join_with(&args.kafka, &args.control, args.environment, "relay")
         .await
         .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
+    control::follow_pool_limit(ledger.clone(), control.settings(), args.postgres.max_connections);
     let relay = Relay::new(ledger.clone(), &args.kafka, args.batch_size)?.with_control(control.settings());
     let ready = health::ready_check("postgres", ledger, |l| async move { l.ping().await });
     let listener = TcpListener::bind(&args.listen)

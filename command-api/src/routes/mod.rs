@@ -37,7 +37,7 @@ use crate::state::AppState;
 /// The whole application router; `control` gates the API routes (DESIGN §10).
 pub fn router(state: AppState, control: &ControlPlane, http: &HttpConfig) -> Router {
     let ledger_check = health::ready_check("ledger", state.ledger.clone(), |l| async move { l.ping().await });
-    let store = IdempotencyStore::new(state.ledger.pool().clone(), state.keys.clone());
+    let store = IdempotencyStore::new(state.ledger.clone(), state.keys.clone());
     let writes = Router::new()
         .merge(users::router())
         .merge(jobs::router())

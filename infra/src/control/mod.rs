@@ -106,3 +106,28 @@ pub async fn changed(settings: &mut Option<tokio::sync::watch::Receiver<Settings
         std::future::pending::<()>().await;
     }
 }
+
+/// Keep `ledger`'s pool at the `max_db_connections` of `settings` (`configured` when unset), now
+/// and whenever it changes; the task ends with the settings' sender.
+pub fn follow_pool_limit(
+    ledger: crate::ledger::Ledger,
+    mut settings: tokio::sync::watch::Receiver<Settings>,
+    configured: u32,
+) {
+    tokio::spawn(async move {
+        let mut applied = configured;
+        loop {
+            let wanted = settings
+                .borrow_and_update()
+                .max_db_connections
+                .unwrap_or(configured);
+            if wanted != applied {
+                ledger.resize_pool(wanted);
+                applied = wanted;
+            }
+            if settings.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}

@@ -18,11 +18,13 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{auth::TokenKeys, problem::ApiError};
+use crate::ledger::Ledger;
+use sqlx::PgPool;
 
 /// The request header naming a write's idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -68,14 +70,14 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for IdempotentCo
 /// Where the first answers are kept, and the keys to tell who the caller is.
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
-    pool: PgPool,
+    ledger: Ledger,
     keys: TokenKeys,
 }
 
 impl IdempotencyStore {
     /// A store on the ledger database (its table comes with the ledger's migrations).
-    pub fn new(pool: PgPool, keys: TokenKeys) -> Self {
-        Self { pool, keys }
+    pub fn new(ledger: Ledger, keys: TokenKeys) -> Self {
+        Self { ledger, keys }
     }
 }
 
@@ -144,14 +146,14 @@ async fn run_once(
 ) -> Result<Response, sqlx::Error> {
     let started = Instant::now();
     loop {
-        if let Some(first_used) = claim(&store.pool, caller, key, fingerprint).await? {
+        if let Some(first_used) = claim(&store.ledger.pool(), caller, key, fingerprint).await? {
             parts
                 .extensions
                 .insert(IdempotentCommand(command_id(caller, key, first_used)));
             let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-            return record(&store.pool, caller, key, response).await;
+            return record(&store.ledger.pool(), caller, key, response).await;
         }
-        match seen(&store.pool, caller, key, fingerprint).await? {
+        match seen(&store.ledger.pool(), caller, key, fingerprint).await? {
             Seen::Answered(response) => return Ok(response),
             Seen::OtherRequest => return Ok(ApiError::IdempotencyKeyReused.into_response()),
             Seen::InFlight if started.elapsed() < WAIT_FOR_FIRST => {

@@ -179,7 +179,7 @@ impl Ledger {
             "SELECT result FROM processed_commands WHERE command_id = $1 AND result <> 'null'::jsonb",
         )
         .bind(command_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         result
             .map(|r| {

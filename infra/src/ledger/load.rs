@@ -29,7 +29,7 @@ impl Ledger {
         ))
         .bind(stream_id)
         .bind(from_version)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(recorded_event).collect()
     }
@@ -42,7 +42,7 @@ impl Ledger {
         ))
         .bind(after)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(recorded_event).collect()
     }

@@ -13,6 +13,7 @@ pub mod load;
 pub mod outbox;
 pub mod upcast;
 
+use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, postgres::PgPoolOptions};
@@ -138,7 +139,8 @@ impl RecordedEvent {
 /// The ledger: a pool on the ledger database and the upcasters used when reading.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    pool: PgPool,
+    /// Swapped for a pool of another size by [`Ledger::resize_pool`] (`max_db_connections`).
+    pool: Arc<ArcSwap<PgPool>>,
     upcasters: Arc<Upcasters>,
 }
 
@@ -157,14 +159,30 @@ impl Ledger {
     /// A ledger on an existing (migrated) pool.
     pub fn new(pool: PgPool, upcasters: Upcasters) -> Self {
         Self {
-            pool,
+            pool: Arc::new(ArcSwap::from_pointee(pool)),
             upcasters: Arc::new(upcasters),
         }
     }
 
-    /// The connection pool (for readiness checks and the relay).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// The connection pool now (a cheap handle; take it afresh for each unit of work, as
+    /// [`Ledger::resize_pool`] may replace it).
+    pub fn pool(&self) -> PgPool {
+        PgPool::clone(&self.pool.load())
+    }
+
+    /// Hold at most `max` connections from now on (DESIGN §10 `max_db_connections`): work starts
+    /// on a new pool of that size; the old one closes once the work in flight on it has given its
+    /// connections back.
+    pub fn resize_pool(&self, max: u32) {
+        let current = self.pool();
+        let options = current.connect_options().as_ref().clone();
+        let resized = PgPoolOptions::new()
+            .max_connections(max.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        let old = self.pool.swap(Arc::new(resized));
+        tokio::spawn(async move { old.close().await });
+        tracing::info!(max, "ledger pool resized");
     }
 
     /// The upcasters applied when reading.
@@ -174,7 +192,7 @@ impl Ledger {
 
     /// Check the database answers (readiness).
     pub async fn ping(&self) -> Result<(), LedgerError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.pool()).await?;
         Ok(())
     }
 
@@ -183,7 +201,7 @@ impl Ledger {
         let owner = sqlx::query_scalar("SELECT stream_id FROM reservations WHERE scope = $1 AND value = $2")
             .bind(scope)
             .bind(value)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool())
             .await?;
         Ok(owner)
     }

@@ -79,7 +79,7 @@ impl Ledger {
         let (events, seconds): (i64, Option<f64>) = sqlx::query_as(
             "SELECT count(*), EXTRACT(EPOCH FROM clock_timestamp() - min(recorded_at))::float8 FROM outbox",
         )
-        .fetch_one(self.pool())
+        .fetch_one(&self.pool())
         .await?;
         Ok(OutboxLag {
             events,

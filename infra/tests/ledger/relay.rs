@@ -53,7 +53,7 @@ async fn transactions_committing_out_of_order_are_all_published() {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
         )
-        .fetch_one(ledger.pool())
+        .fetch_one(&ledger.pool())
         .await
         .expect("pg_stat_activity");
         waiting == 3

@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
              schema_version int NOT NULL, payload jsonb NOT NULL, metadata jsonb NOT NULL,
              recorded_at timestamptz NOT NULL DEFAULT now())",
     )
-    .execute(ledger.pool())
+    .execute(&ledger.pool())
     .await?;
 
     println!("\n1. single-event commands ({} per step)", args.commands);

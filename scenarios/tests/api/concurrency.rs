@@ -48,7 +48,7 @@ async fn twenty_concurrent_accepts_of_one_job_give_one_acceptance() -> anyhow::R
          FROM events WHERE stream_type = 'proposal' AND payload->>'job_id' = $1",
     )
     .bind(&job)
-    .fetch_one(w.ledger.pool())
+    .fetch_one(&w.ledger.pool())
     .await?;
     assert_eq!(
         (accepted, rejected),
@@ -89,7 +89,7 @@ async fn twenty_concurrent_payments_of_one_request_pay_it_once() -> anyhow::Resu
                 count(*) FILTER (WHERE event_type = 'WalletCredited')
          FROM events WHERE stream_type = 'wallet'",
     )
-    .fetch_one(w.ledger.pool())
+    .fetch_one(&w.ledger.pool())
     .await?;
     assert_eq!((debits, credits), (1, 1), "one debit, one credit");
     w.platform.stop().await
@@ -104,7 +104,7 @@ async fn insufficient_funds_is_a_conflict_and_writes_nothing() -> anyhow::Result
     let request = w.payment_request(&contract, &milestones[0]).await?;
     w.deposit(&w.client, 5).await?;
     let before: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(w.ledger.pool())
+        .fetch_one(&w.ledger.pool())
         .await?;
     let answer = w
         .send(
@@ -117,7 +117,7 @@ async fn insufficient_funds_is_a_conflict_and_writes_nothing() -> anyhow::Result
     let body = crate::commands::problem(answer, StatusCode::CONFLICT, "insufficient funds").await;
     assert_eq!(body["type"], "/problems/insufficient-funds");
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(w.ledger.pool())
+        .fetch_one(&w.ledger.pool())
         .await?;
     assert_eq!(before, after, "nothing written");
     w.platform.stop().await
@@ -152,7 +152,7 @@ async fn a_write_retried_with_its_idempotency_key_has_one_effect_and_one_answer(
     assert_eq!(seen[0].0, StatusCode::CREATED);
     let job = seen[0].1.as_str().expect("id").to_owned();
     let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'JobPosted'")
-        .fetch_one(w.ledger.pool())
+        .fetch_one(&w.ledger.pool())
         .await?;
     assert_eq!(jobs, 1, "one effect");
 

@@ -105,7 +105,7 @@ async fn count_events(env: &TestEnv, event_type: &str) -> anyhow::Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
             .bind(event_type)
-            .fetch_one(ledger.pool())
+            .fetch_one(&ledger.pool())
             .await?,
     )
 }
@@ -127,7 +127,7 @@ async fn freezing_under_load_refuses_within_a_second_on_both_instances_and_loses
     let env = TestEnv::new().await?;
     let (a, b) = (Instance::start(&env).await?, Instance::start(&env).await?);
     let http = http()?;
-    let tokens = vec![user(&http, &a.url).await?, user(&http, &b.url).await?];
+    let tokens = [user(&http, &a.url).await?, user(&http, &b.url).await?];
 
     // Steady commands on both instances, counting what each answered.
     let running = Arc::new(AtomicBool::new(true));
@@ -482,5 +482,70 @@ async fn a_frozen_projector_applies_nothing_then_catches_up_applying_each_event_
 
     let _ = stop_projectors.send(true);
     projectors_task.await??;
+    a.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await?;
+    let a = Instance::start(&env).await?;
+    let http = http()?;
+    let mut tokens = Vec::new();
+    for _ in 0..24 {
+        tokens.push(user(&http, &a.url).await?);
+    }
+    let ledger = env.ledger().await?;
+    // 24 concurrent deposits, again and again, while counting the instance's connections to the
+    // test database (not the sampler's own, not the relay's LISTEN connection): (max, commands/s).
+    let load = |rounds: usize| {
+        let (http, url, tokens, ledger) = (http.clone(), a.url.clone(), tokens.clone(), ledger.clone());
+        async move {
+            let done = Arc::new(AtomicBool::new(false));
+            let sampler = {
+                let (done, pool) = (done.clone(), ledger.pool());
+                tokio::spawn(async move {
+                    let mut conn = pool.acquire().await?;
+                    let mut max = 0_i64;
+                    while !done.load(Ordering::Relaxed) {
+                        let n: i64 = sqlx::query_scalar(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                             AND pid <> pg_backend_pid() AND query NOT ILIKE '%pg_stat_activity%'
+                             AND query NOT ILIKE 'LISTEN%'",
+                        )
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        max = max.max(n);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    anyhow::Ok(max)
+                })
+            };
+            let started = Instant::now();
+            for _ in 0..rounds {
+                for answer in join_all(tokens.iter().map(|t| deposit(&http, &url, t))).await {
+                    let status = answer?.status();
+                    ensure!(status == StatusCode::OK, "deposit answered {status}");
+                }
+            }
+            let rate = (rounds * tokens.len()) as f64 / started.elapsed().as_secs_f64();
+            done.store(true, Ordering::Relaxed);
+            anyhow::Ok((sampler.await??, rate))
+        }
+    };
+    let (before, free_rate) = load(4).await?;
+    send(&env, "command-api", Setting::MaxDbConnections(Some(2))).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (limited, limited_rate) = load(4).await?;
+    println!(
+        "connections under load: {before} with the configured pool ({free_rate:.0} deposits/s), \
+         {limited} with max-db-connections 2 ({limited_rate:.0} deposits/s)"
+    );
+    ensure!(limited <= 2, "at most 2 connections: {limited}");
+    ensure!(
+        before > 2,
+        "the load used more than 2 connections before the limit: {before}"
+    );
+    send(&env, "command-api", Setting::MaxDbConnections(None)).await?;
     a.stop().await
 }
