@@ -60,6 +60,21 @@ impl EventHandler for UsersProjector {
                 };
                 profiles.register(&user, version).await?
             }
+            UserEvent::AdminRegistered {
+                email,
+                name,
+                registered_at,
+                ..
+            } => {
+                let user = NewUser {
+                    id,
+                    role: Role::Admin,
+                    email: email.as_str().to_owned(),
+                    name: name.as_str().to_owned(),
+                    registered_at: registered_at.as_datetime(),
+                };
+                profiles.register(&user, version).await?
+            }
             UserEvent::ProfileUpdated { profile, .. } => {
                 profiles
                     .update_profile(

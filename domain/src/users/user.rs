@@ -158,6 +158,8 @@ pub enum UserCommand {
     RegisterClient(Registration),
     /// Register a freelancer account.
     RegisterFreelancer(Registration),
+    /// Register an administrator (operator tooling only: the system actor, never a token).
+    RegisterAdmin(Registration),
     /// The user edits their public profile.
     UpdateProfile(ProfileUpdate),
     /// A freelancer adds an item to a section of their profile.
@@ -212,6 +214,19 @@ pub enum UserEvent {
     },
     /// A freelancer account was created.
     FreelancerRegistered {
+        /// The user.
+        user_id: UserId,
+        /// Login email.
+        email: EmailAddress,
+        /// Password hash (never projected to read models).
+        password_hash: PasswordHash,
+        /// Display name.
+        name: PersonName,
+        /// When.
+        registered_at: Timestamp,
+    },
+    /// An administrator account was created by an operator.
+    AdminRegistered {
         /// The user.
         user_id: UserId,
         /// Login email.
@@ -306,6 +321,7 @@ impl DomainEvent for UserEvent {
         match self {
             Self::ClientRegistered { .. } => "ClientRegistered",
             Self::FreelancerRegistered { .. } => "FreelancerRegistered",
+            Self::AdminRegistered { .. } => "AdminRegistered",
             Self::ProfileUpdated { .. } => "ProfileUpdated",
             Self::ProfileItemAdded { .. } => "ProfileItemAdded",
             Self::ProfileItemUpdated { .. } => "ProfileItemUpdated",
@@ -374,6 +390,19 @@ impl Aggregate for User {
                     password_hash: password_hash.clone(),
                 });
             }
+            UserEvent::AdminRegistered {
+                user_id,
+                email,
+                password_hash,
+                ..
+            } => {
+                self.registered = Some(RegisteredUser {
+                    id: *user_id,
+                    role: Role::Admin,
+                    email: email.clone(),
+                    password_hash: password_hash.clone(),
+                });
+            }
             UserEvent::ProfileItemAdded { section, item_id, .. } => {
                 if !self.items.contains(&(*section, *item_id)) {
                     self.items.push((*section, *item_id));
@@ -394,8 +423,12 @@ impl Aggregate for User {
 /// Decide what a command on `user` emits.
 pub fn decide(user: &User, command: &UserCommand, ctx: &Context) -> Result<Vec<UserEvent>, DomainError> {
     match command {
-        UserCommand::RegisterClient(r) | UserCommand::RegisterFreelancer(r) => {
-            if ctx.actor.id != r.user_id {
+        UserCommand::RegisterClient(r)
+        | UserCommand::RegisterFreelancer(r)
+        | UserCommand::RegisterAdmin(r) => {
+            if matches!(command, UserCommand::RegisterAdmin(_)) {
+                ctx.ensure_system()?;
+            } else if ctx.actor.id != r.user_id {
                 return Err(DomainError::Forbidden("not-the-registrant"));
             }
             if user.registered.is_some() {
@@ -410,6 +443,13 @@ pub fn decide(user: &User, command: &UserCommand, ctx: &Context) -> Result<Vec<U
             );
             Ok(vec![match command {
                 UserCommand::RegisterClient(_) => UserEvent::ClientRegistered {
+                    user_id,
+                    email,
+                    password_hash,
+                    name,
+                    registered_at,
+                },
+                UserCommand::RegisterAdmin(_) => UserEvent::AdminRegistered {
                     user_id,
                     email,
                     password_hash,
@@ -463,7 +503,9 @@ fn decide_profile(user: &User, command: &UserCommand, ctx: &Context) -> Result<V
     let user_id = u.id;
     let has = |section: ProfileSection, item_id: ProfileItemId| user.items.contains(&(section, item_id));
     let event = match command {
-        UserCommand::RegisterClient(_) | UserCommand::RegisterFreelancer(_) => {
+        UserCommand::RegisterClient(_)
+        | UserCommand::RegisterFreelancer(_)
+        | UserCommand::RegisterAdmin(_) => {
             return Err(DomainError::Conflict("user-already-registered"));
         }
         UserCommand::UpdateProfile(profile) => UserEvent::ProfileUpdated {

@@ -108,7 +108,8 @@ pub async fn changed(settings: &mut Option<tokio::sync::watch::Receiver<Settings
 }
 
 /// Keep `ledger`'s pool at the `max_db_connections` of `settings` (`configured` when unset), now
-/// and whenever it changes; the task ends with the settings' sender.
+/// and whenever it changes; while frozen, a fresh pool of one that opens nothing until used, so
+/// a frozen instance holds no connection. The task ends with the settings' sender.
 pub fn follow_pool_limit(
     ledger: crate::ledger::Ledger,
     mut settings: tokio::sync::watch::Receiver<Settings>,

@@ -322,3 +322,24 @@ fn a_user_replays_from_its_events() {
     let history = vec![freelancer_registered(), added()];
     assert_eq!(replay::<User>(&history), User::fold(&history));
 }
+
+#[test]
+fn only_the_operator_tooling_registers_an_admin_and_the_account_is_an_admin() {
+    let admin_id = UserId::from_uuid(Uuid::from_u128(0xAD));
+    let r = registration(admin_id, "root@example.com");
+    let registered = UserEvent::AdminRegistered {
+        user_id: admin_id,
+        email: r.email.clone(),
+        password_hash: r.password_hash.clone(),
+        name: r.name.clone(),
+        registered_at: now(),
+    };
+    run(vec![], Actor::system(), UserCommand::RegisterAdmin(r.clone())).then([registered.clone()]);
+    let admin = Actor::new(admin_id, Role::Admin);
+    for actor in [CLIENT, admin] {
+        run(vec![], actor, UserCommand::RegisterAdmin(r.clone()))
+            .then_err(DomainError::Forbidden("system-only"));
+    }
+    let state = User::fold(&[registered]);
+    assert_eq!(state.registered.map(|u| u.role), Some(Role::Admin));
+}
