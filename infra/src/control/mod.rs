@@ -118,10 +118,14 @@ pub fn follow_pool_limit(
     tokio::spawn(async move {
         let mut applied = configured;
         loop {
-            let wanted = settings
-                .borrow_and_update()
-                .max_db_connections
-                .unwrap_or(configured);
+            let wanted = {
+                let now = settings.borrow_and_update();
+                if now.frozen {
+                    1
+                } else {
+                    now.max_db_connections.unwrap_or(configured)
+                }
+            };
             if wanted != applied {
                 ledger.resize_pool(wanted);
                 applied = wanted;

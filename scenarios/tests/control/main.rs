@@ -110,17 +110,6 @@ async fn count_events(env: &TestEnv, event_type: &str) -> anyhow::Result<i64> {
     )
 }
 
-/// Connections to the test database of the instances (not the asking one, not a relay's LISTEN).
-async fn connections(env: &TestEnv) -> anyhow::Result<i64> {
-    let ledger = env.ledger().await?;
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-         AND pid <> pg_backend_pid() AND query NOT ILIKE '%pg_stat_activity%' AND query NOT ILIKE 'LISTEN%'",
-    )
-    .fetch_one(&ledger.pool())
-    .await?)
-}
-
 /// The value of the first sample of `metric` whose labels contain every one of `labels`.
 async fn metric(http: &Client, url: &str, metric: &str, labels: &[&str]) -> anyhow::Result<f64> {
     let text = http.get(format!("{url}/metrics")).send().await?.text().await?;
