@@ -8,7 +8,7 @@ use infra::{
     cassandra,
     config::Config,
     config::KafkaConfig,
-    control::ControlPlane,
+    control::{ControlPlane, limit::Limit},
     http::{health, with_common_layers},
     kafka::consumer::{self, ConsumerOptions, EventHandler, HandlerError},
     ledger::{RecordedEvent, Upcasters},
@@ -76,7 +76,7 @@ impl EventHandler for Projector {
 /// Start consumer group `name` on the topics of `contexts`, feeding `handler`.
 fn spawn_projector(
     consumers: &mut JoinSet<anyhow::Result<()>>,
-    (kafka, control): (&KafkaConfig, &ControlPlane),
+    (kafka, control, limit): (&KafkaConfig, &ControlPlane, &Limit),
     stopped: &watch::Receiver<bool>,
     name: &str,
     contexts: &[BoundedContext],
@@ -85,6 +85,7 @@ fn spawn_projector(
     let topics = contexts.iter().map(|c| kafka.context_topic(*c)).collect();
     let mut options = ConsumerOptions::projector(name, topics);
     options.control = Some(control.settings());
+    options.limit = Some(limit.clone());
     let (kafka, stopped, handler) = (kafka.clone(), stopped.clone(), Arc::new(handler));
     consumers.spawn(async move { Ok(consumer::run(&kafka, options, handler, stopped).await?) });
 }
@@ -128,12 +129,14 @@ impl Projectors {
         let control = ControlPlane::join(&config, "projectors")
             .await
             .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
+        // One limit for all the consumers of this instance (`max_concurrency`).
+        let limit = Limit::following(&control.settings());
         let (stop, stopped) = watch::channel(false);
         let mut consumers = JoinSet::new();
         let mut spawn = |name: &str, contexts: &[BoundedContext], handler| {
             spawn_projector(
                 &mut consumers,
-                (&config.kafka, &control),
+                (&config.kafka, &control, &limit),
                 &stopped,
                 name,
                 contexts,

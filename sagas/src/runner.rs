@@ -6,7 +6,7 @@ use axum::Router;
 use domain::BoundedContext;
 use infra::{
     config::{Config, KafkaConfig},
-    control::{self, ControlPlane},
+    control::{self, ControlPlane, limit::Limit},
     http::{auth::TokenKeys, health, openapi, with_common_layers},
     kafka::{
         self,
@@ -83,12 +83,14 @@ impl Sagas {
             control.settings(),
             config.postgres.max_connections,
         );
+        // One limit for all the process managers of this instance (`max_concurrency`).
+        let limit = Limit::following(&control.settings());
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut spawn = |name: &'static str, context, manager| {
             spawn_consumer(
                 &mut tasks,
-                (&config.kafka, &control),
+                (&config.kafka, &control, &limit),
                 &stopped,
                 name,
                 context,
@@ -164,7 +166,7 @@ impl Sagas {
 /// Start consumer group `name` on the topic of `context`, feeding `manager`.
 fn spawn_consumer(
     tasks: &mut JoinSet<anyhow::Result<()>>,
-    (kafka, control): (&KafkaConfig, &ControlPlane),
+    (kafka, control, limit): (&KafkaConfig, &ControlPlane, &Limit),
     stopped: &watch::Receiver<bool>,
     name: &'static str,
     context: BoundedContext,
@@ -172,6 +174,7 @@ fn spawn_consumer(
 ) {
     let mut options = ConsumerOptions::new(name, vec![kafka.context_topic(context)]);
     options.control = Some(control.settings());
+    options.limit = Some(limit.clone());
     options.max_attempts = SAGA_ATTEMPTS;
     // Lag (events and seconds behind) and DLQ size in `/metrics`, as for projectors.
     options.projector_lag = Some(LAG_EVERY);

@@ -30,20 +30,10 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// The gate of `service`, naming its routes from its OpenAPI document, and a task keeping
-    /// the limit in step with the settings (it ends with the settings' sender).
+    /// The gate of `service`, naming its routes from its OpenAPI document.
     pub fn new(service: &'static str, control: &ControlPlane, api: &utoipa::openapi::OpenApi) -> Self {
         let settings = control.settings();
-        let limit = Limit::new(settings.borrow().max_concurrency);
-        let mut watched = settings.clone();
-        let resized = limit.clone();
-        tokio::spawn(async move {
-            while watched.changed().await.is_ok() {
-                let max = watched.borrow_and_update().max_concurrency;
-                resized.set(max);
-                tracing::info!(service, ?max, "max_concurrency applied");
-            }
-        });
+        let limit = Limit::following(&settings);
         Self {
             service,
             instance: control.instance_id().into(),

@@ -56,6 +56,21 @@ impl Limit {
         }
     }
 
+    /// A limit kept at the `max_concurrency` of `settings` (a task follows them; it ends with
+    /// their sender).
+    pub fn following(settings: &tokio::sync::watch::Receiver<super::Settings>) -> Self {
+        let limit = Self::new(settings.borrow().max_concurrency);
+        let (mut watched, resized) = (settings.clone(), limit.clone());
+        tokio::spawn(async move {
+            while watched.changed().await.is_ok() {
+                let max = watched.borrow_and_update().max_concurrency;
+                resized.set(max);
+                tracing::info!(?max, "max_concurrency applied");
+            }
+        });
+        limit
+    }
+
     /// Wait for a place.
     pub async fn acquire(&self) -> Slot {
         let permit = self.semaphore.clone().acquire_owned().await.ok();

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{KafkaError, client_config, ensure_topics, lag, producer, record};
 use crate::{
     config::KafkaConfig,
-    control::{self, Settings},
+    control::{self, Settings, limit::Limit},
     ledger::RecordedEvent,
 };
 
@@ -50,6 +50,9 @@ pub struct ConsumerOptions {
     /// The instance's control settings (DESIGN §10): while frozen it consumes nothing, its
     /// offsets committed; `None`: not steered.
     pub control: Option<watch::Receiver<Settings>>,
+    /// Events in flight at once across the instance's consumers (`max_concurrency`); `None`: no
+    /// limit beyond one at a time per consumer.
+    pub limit: Option<Limit>,
 }
 
 impl ConsumerOptions {
@@ -63,6 +66,7 @@ impl ConsumerOptions {
             max_backoff: Duration::from_secs(5),
             projector_lag: None,
             control: None,
+            limit: None,
         }
     }
 
@@ -158,6 +162,10 @@ pub async fn run<H: EventHandler>(
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
+        };
+        let _slot = match &options.limit {
+            Some(limit) => Some(limit.acquire().await),
+            None => None,
         };
         let outcome = process(
             &message,

@@ -4,7 +4,7 @@ use infra::{
     kafka::{
         client_config,
         consumer::{ConsumerOptions, EventHandler, HandlerError},
-        context_topics,
+        context_topics, producer, record,
     },
     ledger::{ExpectedVersion, RecordedEvent},
     relay::Relay,
@@ -12,7 +12,7 @@ use infra::{
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
-    message::Headers,
+    message::{Headers, OwnedHeaders},
 };
 use std::{
     collections::HashMap,
@@ -23,9 +23,9 @@ use uuid::Uuid;
 
 use crate::support::{RunningConsumer, append, eventually, test_env};
 
-/// Fails every time on one (stream, version); records attempts and successes.
+/// Fails every time on one (stream, version) until it is fixed; records attempts and successes.
 struct Picky {
-    poison: (Uuid, i64),
+    poison: Mutex<Option<(Uuid, i64)>>,
     attempts: Mutex<HashMap<(Uuid, i64), u32>>,
     handled: Mutex<Vec<(Uuid, i64)>>,
 }
@@ -34,7 +34,7 @@ impl EventHandler for Picky {
     async fn handle(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
         let key = (event.stream_id, event.version);
         *self.attempts.lock().expect("lock").entry(key).or_default() += 1;
-        if key == self.poison {
+        if *self.poison.lock().expect("lock") == Some(key) {
             return Err("cannot project this one".into());
         }
         self.handled.lock().expect("lock").push(key);
@@ -62,7 +62,7 @@ async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
         .expect("relay");
 
     let handler = Arc::new(Picky {
-        poison: (stream, 3),
+        poison: Mutex::new(Some((stream, 3))),
         attempts: Mutex::default(),
         handled: Mutex::default(),
     });
@@ -121,5 +121,27 @@ async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
     };
     assert_eq!(header("attempts").as_deref(), Some("3"));
     assert_eq!(header("error").as_deref(), Some("cannot project this one"));
+
+    // The handler is fixed and the parked event replayed (as `control dlq replay` does: the
+    // record onto the consumer's replay topic): it is applied now, although its version was seen.
+    *handler.poison.lock().expect("lock") = None;
+    let replay_topic = env.config.kafka.replay_topic("picky");
+    producer(&env.config.kafka)
+        .expect("producer")
+        .send(
+            record(
+                &replay_topic,
+                &stream.to_string(),
+                message.payload().expect("payload"),
+                OwnedHeaders::new(),
+            ),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("replayed");
+    eventually(Duration::from_secs(30), "the replayed event handled", || async {
+        handler.handled.lock().expect("lock").contains(&(stream, 3))
+    })
+    .await;
     consumer.stop().await;
 }
