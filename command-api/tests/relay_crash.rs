@@ -34,10 +34,7 @@ struct RelayProcess(Child);
 impl RelayProcess {
     fn start(env: &TestEnv) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_relay"))
-            .env("WORKUP_PG_URL", &env.config.postgres.url)
-            .env("WORKUP_KAFKA_BROKERS", &env.config.kafka.brokers)
-            .env("WORKUP_KAFKA_TOPIC_PREFIX", &env.config.kafka.topic_prefix)
-            .env("WORKUP_KAFKA_PARTITIONS", env.config.kafka.partitions.to_string())
+            .envs(env.process_env())
             .env("WORKUP_RELAY_BATCH_SIZE", BATCH.to_string())
             .env("WORKUP_RELAY_LISTEN", "127.0.0.1:0")
             .env(

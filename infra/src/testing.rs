@@ -86,4 +86,36 @@ impl TestEnv {
     pub async fn ledger(&self) -> anyhow::Result<Ledger> {
         Ok(Ledger::connect(&self.config.postgres).await?)
     }
+
+    /// The environment variables that put a service binary (a child process) on this test's
+    /// resources: databases, topics, keys. Ports and service-specific settings are the caller's.
+    pub fn process_env(&self) -> Vec<(&'static str, String)> {
+        process_env(&self.config)
+    }
+}
+
+/// The environment variables that make a service binary run with `c`'s databases, topics and
+/// keys (ports and service-specific settings are the caller's).
+pub fn process_env(c: &Config) -> Vec<(&'static str, String)> {
+    use secrecy::ExposeSecret;
+    {
+        let secret = |s: &Option<secrecy::SecretString>| s.as_ref().map(|s| s.expose_secret().to_owned());
+        let mut vars = vec![
+            ("WORKUP_PG_URL", c.postgres.url.clone()),
+            ("WORKUP_KAFKA_BROKERS", c.kafka.brokers.clone()),
+            ("WORKUP_KAFKA_TOPIC_PREFIX", c.kafka.topic_prefix.clone()),
+            ("WORKUP_KAFKA_PARTITIONS", c.kafka.partitions.to_string()),
+            ("WORKUP_KAFKA_FETCH_WAIT_MS", c.kafka.fetch_wait_ms.to_string()),
+            ("WORKUP_CASSANDRA_NODES", c.cassandra.nodes.join(",")),
+            ("WORKUP_CASSANDRA_KEYSPACE", c.cassandra.keyspace.clone()),
+            ("WORKUP_MONGO_URL", c.mongo.url.clone()),
+            ("WORKUP_MONGO_DATABASE", c.mongo.database.clone()),
+            ("WORKUP_REDIS_URL", c.redis.url.clone()),
+            ("WORKUP_REDIS_PREFIX", c.redis.prefix.clone()),
+            ("WORKUP_CONTROL_HEARTBEAT_MS", c.control.heartbeat_ms.to_string()),
+        ];
+        vars.extend(secret(&c.auth.jwt_secret).map(|s| ("WORKUP_JWT_SECRET", s)));
+        vars.extend(secret(&c.control.key).map(|s| ("WORKUP_CONTROL_KEY", s)));
+        vars
+    }
 }

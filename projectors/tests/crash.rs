@@ -24,7 +24,6 @@ use domain::{
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use infra::{config::Config, http::auth::TokenKeys, relay::Relay, testing::TestEnv};
 use reqwest::{Client, Method, StatusCode};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::{
     collections::{BTreeMap, HashMap},
@@ -67,32 +66,8 @@ struct ProjectorsProcess {
 impl ProjectorsProcess {
     fn start(config: &Config) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let secret = config.auth.jwt_secret.as_ref().context("test secret")?;
         let child = Command::new(env!("CARGO_BIN_EXE_projectors"))
-            .env("WORKUP_PG_URL", &config.postgres.url)
-            .env("WORKUP_KAFKA_BROKERS", &config.kafka.brokers)
-            .env("WORKUP_KAFKA_TOPIC_PREFIX", &config.kafka.topic_prefix)
-            .env("WORKUP_KAFKA_PARTITIONS", config.kafka.partitions.to_string())
-            .env(
-                "WORKUP_KAFKA_FETCH_WAIT_MS",
-                config.kafka.fetch_wait_ms.to_string(),
-            )
-            .env("WORKUP_CASSANDRA_NODES", config.cassandra.nodes.join(","))
-            .env("WORKUP_CASSANDRA_KEYSPACE", &config.cassandra.keyspace)
-            .env("WORKUP_MONGO_URL", &config.mongo.url)
-            .env("WORKUP_MONGO_DATABASE", &config.mongo.database)
-            .env("WORKUP_REDIS_URL", &config.redis.url)
-            .env("WORKUP_REDIS_PREFIX", &config.redis.prefix)
-            .env("WORKUP_JWT_SECRET", secret.expose_secret())
-            .env(
-                "WORKUP_CONTROL_KEY",
-                config
-                    .control
-                    .key
-                    .as_ref()
-                    .context("test control key")?
-                    .expose_secret(),
-            )
+            .envs(infra::testing::process_env(config))
             .env("WORKUP_PROJECTORS_PORT", port.to_string())
             .env(
                 "RUST_LOG",

@@ -4,10 +4,9 @@
 //! command-api runs in-process (with its relay); the sagas run as the real binary, a child
 //! process, so they can be killed.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use infra::testing::TestEnv;
 use reqwest::{Client, StatusCode};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};
 use std::{
@@ -28,24 +27,8 @@ impl SagasProcess {
 
     /// Started with its HTTP endpoint on `port`.
     fn start_on(env: &TestEnv, payment_period_secs: u64, port: u16) -> anyhow::Result<Self> {
-        let config = &env.config;
-        let secret = config.auth.jwt_secret.as_ref().context("test secret")?;
         let child = Command::new(env!("CARGO_BIN_EXE_sagas"))
-            .env("WORKUP_PG_URL", &config.postgres.url)
-            .env("WORKUP_KAFKA_BROKERS", &config.kafka.brokers)
-            .env("WORKUP_KAFKA_TOPIC_PREFIX", &config.kafka.topic_prefix)
-            .env("WORKUP_KAFKA_PARTITIONS", config.kafka.partitions.to_string())
-            .env("WORKUP_KAFKA_FETCH_WAIT_MS", "10")
-            .env("WORKUP_JWT_SECRET", secret.expose_secret())
-            .env(
-                "WORKUP_CONTROL_KEY",
-                config
-                    .control
-                    .key
-                    .as_ref()
-                    .context("test control key")?
-                    .expose_secret(),
-            )
+            .envs(env.process_env())
             .env("WORKUP_SAGAS_PORT", port.to_string())
             .env("WORKUP_DEADLINE_POLL_MS", "200")
             .env(

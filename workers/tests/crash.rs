@@ -9,7 +9,6 @@ use anyhow::{Context as _, bail};
 use infra::{config::CooldownPolicyConfig, ledger::Ledger, testing::TestEnv};
 use payout_provider::{PayoutStatus, Provider, Settings};
 use reqwest::{Client, StatusCode};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use std::{
     future::Future,
@@ -24,26 +23,12 @@ struct WorkerProcess(Child);
 
 impl WorkerProcess {
     fn start(env: &TestEnv, provider_url: &str) -> anyhow::Result<Self> {
-        let config = &env.config;
         let child = Command::new(env!("CARGO_BIN_EXE_withdrawal-worker"))
-            .env("WORKUP_PG_URL", &config.postgres.url)
-            .env("WORKUP_KAFKA_BROKERS", &config.kafka.brokers)
-            .env("WORKUP_KAFKA_TOPIC_PREFIX", &config.kafka.topic_prefix)
-            .env("WORKUP_KAFKA_PARTITIONS", config.kafka.partitions.to_string())
-            .env("WORKUP_KAFKA_FETCH_WAIT_MS", "10")
+            .envs(env.process_env())
             .env("WORKUP_WITHDRAWAL_WORKER_PORT", "0")
             .env("WORKUP_WITHDRAWAL_LEASE_SECS", "2")
             .env("WORKUP_WITHDRAWAL_POLL_MS", "100")
             .env("WORKUP_PAYOUT_PROVIDER_URL", provider_url)
-            .env(
-                "WORKUP_CONTROL_KEY",
-                config
-                    .control
-                    .key
-                    .as_ref()
-                    .context("test control key")?
-                    .expose_secret(),
-            )
             .env(
                 "RUST_LOG",
                 std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()),
