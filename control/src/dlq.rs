@@ -1,14 +1,19 @@
 //! Dead letters (DESIGN §5): a consumer named N parks the events it cannot handle in
 //! `<prefix>.dlq.N` (key = stream id, value = the event as JSON, headers `error` and
-//! `attempts`). Replaying produces a parked record unchanged to `<prefix>.replay.N`, which the
-//! consumer follows beside its topics; its handlers are idempotent, so a replay may repeat.
+//! `attempts`). Replaying produces a parked record back to the topic it was parked from (its
+//! `topic` header), with a `replay-for: N` header: consumer N applies it again, every other
+//! consumer of the topic skips it; N's handlers are idempotent, so a replay may repeat.
 
 use infra::{
     config::KafkaConfig,
-    kafka::{KafkaError, ensure_topics, producer},
+    kafka::{
+        KafkaError,
+        consumer::{PARKED_FROM_HEADER, REPLAY_FOR_HEADER},
+        producer,
+    },
     ledger::RecordedEvent,
 };
-use rdkafka::producer::FutureRecord;
+use rdkafka::{message::Header, producer::FutureRecord};
 use serde::Serialize;
 use std::{io::Write, time::Duration};
 
@@ -31,9 +36,15 @@ pub enum DlqError {
     /// The dead-letter topic could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
-    /// The replay topic could not be created or written.
+    /// The producer could not be made.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// A parked record does not say which topic it came from (parked by an older version).
+    #[error("{id} does not name the topic it was parked from; replay it by hand")]
+    NoOrigin {
+        /// The parked event.
+        id: DlqId,
+    },
     /// The broker did not answer in time.
     #[error("the Kafka broker did not answer within {0:?}")]
     Timeout(Duration),
@@ -42,7 +53,7 @@ pub enum DlqError {
     Send {
         /// The parked event.
         id: DlqId,
-        /// The replay topic.
+        /// The topic it was parked from.
         topic: String,
         /// The broker's answer.
         source: rdkafka::error::KafkaError,
@@ -129,24 +140,22 @@ pub async fn parked(kafka: &KafkaConfig, consumer: &str) -> Result<Vec<Parked>, 
         .collect())
 }
 
-/// Put `events` on `consumer`'s replay topic, unchanged (key, value and headers), in order;
-/// returns how many were sent.
+/// Put `events` back on the topics they were parked from, unchanged (key, value, headers) plus a
+/// `replay-for: consumer` header, in order; returns how many were sent.
 pub async fn replay(kafka: &KafkaConfig, consumer: &str, events: &[Parked]) -> Result<usize, DlqError> {
-    if events.is_empty() {
-        return Ok(0);
-    }
-    let topic = kafka.replay_topic(consumer);
-    tokio::time::timeout(
-        crate::BROKER_TIMEOUT,
-        ensure_topics(kafka, std::slice::from_ref(&topic), false),
-    )
-    .await
-    .map_err(|_| DlqError::Timeout(crate::BROKER_TIMEOUT))??;
     let producer = producer(kafka)?;
     for parked in events {
+        let topic = parked
+            .record
+            .header(PARKED_FROM_HEADER)
+            .ok_or(DlqError::NoOrigin { id: parked.id })?;
         // The record's own bytes (not `infra::kafka::record`, which wants a text key): a missing
         // key or value stays missing.
-        let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(parked.record.owned_headers());
+        let headers = parked.record.owned_headers().insert(Header {
+            key: REPLAY_FOR_HEADER,
+            value: Some(consumer),
+        });
+        let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);
         if let Some(key) = parked.record.key.as_deref() {
             out = out.key(key);
         }
@@ -169,11 +178,9 @@ pub async fn replay(kafka: &KafkaConfig, consumer: &str, events: &[Parked]) -> R
 /// What `dlq replay` did (`--json` prints it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplayReport {
-    /// The consumer.
+    /// The consumer they are replayed for.
     pub consumer: String,
-    /// Where the events went.
-    pub topic: String,
-    /// The events replayed.
+    /// The events replayed (each to the topic it was parked from).
     pub replayed: Vec<ParkedRow>,
 }
 
@@ -224,7 +231,6 @@ async fn replay_command(
     let count = replay(&cli.kafka, consumer, &events).await?;
     let report = ReplayReport {
         consumer: consumer.to_owned(),
-        topic: cli.kafka.replay_topic(consumer),
         replayed: events.iter().map(Parked::row).collect(),
     };
     if cli.json {
@@ -237,7 +243,7 @@ async fn replay_command(
         )?;
     } else {
         print_rows(&report.replayed, out)?;
-        writeln!(out, "{count} event(s) replayed to {}", report.topic)?;
+        writeln!(out, "{count} event(s) replayed for {consumer}")?;
     }
     Ok(Outcome::Done)
 }

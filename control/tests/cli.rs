@@ -438,12 +438,20 @@ fn event(event_type: &str, version: i64) -> RecordedEvent {
     }
 }
 
+/// The topic the test's events are parked from (as the consumer toolkit records it).
+const ORIGIN: &str = "origin";
+
 async fn park(kafka: &KafkaConfig, topic: &str, event: &RecordedEvent, error: &str) -> anyhow::Result<()> {
     let value = serde_json::to_vec(event)?;
+    let origin = format!("{}.{ORIGIN}", kafka.topic_prefix);
     let headers = OwnedHeaders::new()
         .insert(Header {
             key: "error",
             value: Some(error),
+        })
+        .insert(Header {
+            key: "topic",
+            value: Some(origin.as_str()),
         })
         .insert(Header {
             key: "attempts",
@@ -464,7 +472,8 @@ async fn dlq_lists_parked_events_and_replays_exactly_the_one_asked() -> anyhow::
     let env = TestEnv::new().await?;
     let kafka = &env.config.kafka;
     let dlq = kafka.dlq_topic("picky");
-    ensure_topics(kafka, std::slice::from_ref(&dlq), false).await?;
+    let origin = format!("{}.{ORIGIN}", kafka.topic_prefix);
+    ensure_topics(kafka, &[dlq.clone(), origin.clone()], false).await?;
     let posted = event("JobPosted", 1);
     let closed = event("JobClosed", 4);
     park(kafka, &dlq, &posted, "read model down").await?;
@@ -507,7 +516,8 @@ async fn dlq_lists_parked_events_and_replays_exactly_the_one_asked() -> anyhow::
         "{replayed:#}"
     );
 
-    let back = read_to_end(kafka, &kafka.replay_topic("picky"), Duration::from_secs(10))
+    // Back on the topic it was parked from, for that consumer alone.
+    let back = read_to_end(kafka, &origin, Duration::from_secs(10))
         .await?
         .unwrap_or_default();
     let [
@@ -529,6 +539,7 @@ async fn dlq_lists_parked_events_and_replays_exactly_the_one_asked() -> anyhow::
     };
     assert_eq!(header("error").as_deref(), Some(b"job not found".as_slice()));
     assert_eq!(header("attempts").as_deref(), Some(b"5".as_slice()));
+    assert_eq!(header("replay-for").as_deref(), Some(b"picky".as_slice()));
 
     // An id that is not parked fails and replays nothing.
     let (outcome, _) = run_expecting_no_json(&env, &["dlq", "replay", "picky", "--id", "1:999"]).await;

@@ -120,12 +120,6 @@ impl KafkaConfig {
         format!("{}.dlq.{consumer}", self.topic_prefix)
     }
 
-    /// Where `control dlq replay` puts parked events back for consumer `consumer` alone, e.g.
-    /// `workup.replay.user-profiles` (the consumer follows it beside its topics).
-    pub fn replay_topic(&self, consumer: &str) -> String {
-        format!("{}.replay.{consumer}", self.topic_prefix)
-    }
-
     /// The compacted topic of desired settings (DESIGN §10), e.g. `workup.control`.
     pub fn control_topic(&self) -> String {
         format!("{}.control", self.topic_prefix)

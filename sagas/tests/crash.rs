@@ -375,7 +375,7 @@ async fn a_republished_proposal_accepted_creates_no_second_contract() -> anyhow:
     })
     .await?;
     // A new process (no in-memory de-duplication) and the relay publishing the event again.
-    sagas.kill()?;
+    sagas.kill_for_restart().await?;
     let port = free_port()?;
     let _sagas = SagasProcess::start_on(&stack.env, 3600, port)?;
     let ledger = stack.env.ledger().await?;

@@ -7,7 +7,7 @@
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    message::{BorrowedMessage, Header, OwnedHeaders},
+    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
     producer::FutureProducer,
 };
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
@@ -92,9 +92,15 @@ enum Outcome {
     Parked,
 }
 
-/// Consume until `shutdown` turns true. Besides its topics, a consumer follows its replay topic
-/// ([`KafkaConfig::replay_topic`]), where `control dlq replay` puts parked events back: those
-/// are applied again even if their version was seen (the handlers are idempotent).
+/// The header naming the one consumer a replayed record is for (`control dlq replay` puts a
+/// parked record back on its topic with it): that consumer applies it even if its version was
+/// seen (the handlers are idempotent); every other consumer skips it.
+pub const REPLAY_FOR_HEADER: &str = "replay-for";
+
+/// The header of a parked record naming the topic it came from.
+pub const PARKED_FROM_HEADER: &str = "topic";
+
+/// Consume until `shutdown` turns true.
 pub async fn run<H: EventHandler>(
     kafka: &KafkaConfig,
     mut options: ConsumerOptions,
@@ -102,9 +108,8 @@ pub async fn run<H: EventHandler>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), KafkaError> {
     let dlq_topic = kafka.dlq_topic(&options.name);
-    let replay_topic = kafka.replay_topic(&options.name);
     ensure_topics(kafka, &options.topics, false).await?;
-    ensure_topics(kafka, &[dlq_topic.clone(), replay_topic.clone()], false).await?;
+    ensure_topics(kafka, std::slice::from_ref(&dlq_topic), false).await?;
     let group = group_id(kafka, &options.name);
     let consumer: StreamConsumer = client_config(kafka)
         .set("group.id", &group)
@@ -118,8 +123,7 @@ pub async fn run<H: EventHandler>(
         // Also the rebalance timeout: how long a group waits for a member that left silently.
         .set("max.poll.interval.ms", "60000")
         .create()?;
-    let mut topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
-    topics.push(&replay_topic);
+    let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let dlq = producer(kafka)?;
     let mut seen = Dedup::default();
@@ -172,7 +176,7 @@ pub async fn run<H: EventHandler>(
             &options,
             handler.as_ref(),
             &mut seen,
-            (&dlq, &dlq_topic, &replay_topic),
+            (&dlq, &dlq_topic),
             &shutdown,
         )
         .await;
@@ -203,6 +207,15 @@ fn commit(consumer: &StreamConsumer) -> Result<(), KafkaError> {
 
 struct Stopped;
 
+/// The value of header `name` of `message`, as text.
+fn header<'a>(message: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a str> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
 /// A background task that ends when this handle is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -217,7 +230,7 @@ async fn process<H: EventHandler>(
     options: &ConsumerOptions,
     handler: &H,
     seen: &mut Dedup,
-    (dlq, dlq_topic, replay_topic): (&FutureProducer, &str, &str),
+    (dlq, dlq_topic): (&FutureProducer, &str),
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Outcome, Stopped> {
     let payload = message.payload().unwrap_or_default();
@@ -229,8 +242,13 @@ async fn process<H: EventHandler>(
             return Ok(Outcome::Parked);
         }
     };
-    // A replayed event is applied again: it was parked, not applied.
-    let replayed = message.topic() == replay_topic;
+    // A replayed event is applied again by the consumer that parked it (it was parked, not
+    // applied), and by no other.
+    let replayed = match header(message, REPLAY_FOR_HEADER) {
+        Some(consumer) if consumer == options.name => true,
+        Some(_) => return Ok(Outcome::Duplicate),
+        None => false,
+    };
     if !replayed && seen.already_applied(event.stream_id, event.version) {
         return Ok(Outcome::Duplicate);
     }
@@ -287,10 +305,14 @@ async fn park(
     let attempts = attempts.to_string();
     let mut backoff = options.initial_backoff;
     loop {
-        let headers = OwnedHeaders::new_with_capacity(2)
+        let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: "error",
                 value: Some(error),
+            })
+            .insert(Header {
+                key: PARKED_FROM_HEADER,
+                value: Some(message.topic()),
             })
             .insert(Header {
                 key: "attempts",

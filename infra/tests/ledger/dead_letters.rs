@@ -3,7 +3,7 @@
 use infra::{
     kafka::{
         client_config,
-        consumer::{ConsumerOptions, EventHandler, HandlerError},
+        consumer::{ConsumerOptions, EventHandler, HandlerError, PARKED_FROM_HEADER, REPLAY_FOR_HEADER},
         context_topics, producer, record,
     },
     ledger::{ExpectedVersion, RecordedEvent},
@@ -12,7 +12,7 @@ use infra::{
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
-    message::{Headers, OwnedHeaders},
+    message::{Header, Headers, OwnedHeaders},
 };
 use std::{
     collections::HashMap,
@@ -122,18 +122,22 @@ async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
     assert_eq!(header("attempts").as_deref(), Some("3"));
     assert_eq!(header("error").as_deref(), Some("cannot project this one"));
 
-    // The handler is fixed and the parked event replayed (as `control dlq replay` does: the
-    // record onto the consumer's replay topic): it is applied now, although its version was seen.
+    // The handler is fixed and the parked event replayed as `control dlq replay` does: back on
+    // the topic it was parked from, for this consumer: it is applied now, although its version
+    // was seen.
     *handler.poison.lock().expect("lock") = None;
-    let replay_topic = env.config.kafka.replay_topic("picky");
+    let origin = header(PARKED_FROM_HEADER).expect("the topic it was parked from");
     producer(&env.config.kafka)
         .expect("producer")
         .send(
             record(
-                &replay_topic,
+                &origin,
                 &stream.to_string(),
                 message.payload().expect("payload"),
-                OwnedHeaders::new(),
+                OwnedHeaders::new().insert(Header {
+                    key: REPLAY_FOR_HEADER,
+                    value: Some("picky"),
+                }),
             ),
             Duration::from_secs(10),
         )
