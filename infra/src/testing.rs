@@ -38,7 +38,7 @@ impl TestEnv {
         // register many users from one address (the limits have their own test).
         config.auth.jwt_secret = Some(format!("test-secret-{}", Uuid::new_v4().simple()).into());
         config.control.key = Some(format!("test-control-key-{}", Uuid::new_v4().simple()).into());
-        config.control.heartbeat_ms = 200;
+        config.control.heartbeat_ms = 500;
         config.withdrawals.worker_port = 0;
         config.auth.rate_per_address = 100_000;
         config.auth.rate_per_email = 100_000;

@@ -4,7 +4,7 @@
 //! nothing (DESIGN §6).
 
 use domain::{
-    Aggregate, Role,
+    Aggregate,
     users::{User, UserEvent},
 };
 use infra::{
@@ -29,46 +29,29 @@ impl EventHandler for UsersProjector {
         }
         let (id, version) = (event.stream_id, event.version);
         let profiles = &self.profiles;
-        let write = match event.decode::<UserEvent>(&self.upcasters)? {
+        let decoded = event.decode::<UserEvent>(&self.upcasters)?;
+        let write = match decoded {
             UserEvent::ClientRegistered {
-                email,
-                name,
+                ref email,
+                ref name,
                 registered_at,
                 ..
-            } => {
-                let user = NewUser {
-                    id,
-                    role: Role::Client,
-                    email: email.as_str().to_owned(),
-                    name: name.as_str().to_owned(),
-                    registered_at: registered_at.as_datetime(),
-                };
-                profiles.register(&user, version).await?
             }
-            UserEvent::FreelancerRegistered {
-                email,
-                name,
+            | UserEvent::FreelancerRegistered {
+                ref email,
+                ref name,
                 registered_at,
                 ..
-            } => {
-                let user = NewUser {
-                    id,
-                    role: Role::Freelancer,
-                    email: email.as_str().to_owned(),
-                    name: name.as_str().to_owned(),
-                    registered_at: registered_at.as_datetime(),
-                };
-                profiles.register(&user, version).await?
             }
-            UserEvent::AdminRegistered {
-                email,
-                name,
+            | UserEvent::AdminRegistered {
+                ref email,
+                ref name,
                 registered_at,
                 ..
             } => {
                 let user = NewUser {
                     id,
-                    role: Role::Admin,
+                    role: decoded.registered_role().ok_or("a registration without a role")?,
                     email: email.as_str().to_owned(),
                     name: name.as_str().to_owned(),
                     registered_at: registered_at.as_datetime(),

@@ -333,6 +333,18 @@ impl DomainEvent for UserEvent {
     }
 }
 
+impl UserEvent {
+    /// The role an account registration event creates (`None` for the other events).
+    pub fn registered_role(&self) -> Option<Role> {
+        match self {
+            Self::ClientRegistered { .. } => Some(Role::Client),
+            Self::FreelancerRegistered { .. } => Some(Role::Freelancer),
+            Self::AdminRegistered { .. } => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
 /// What decisions need to know about a user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
@@ -369,36 +381,22 @@ impl Aggregate for User {
                 email,
                 password_hash,
                 ..
-            } => {
-                self.registered = Some(RegisteredUser {
-                    id: *user_id,
-                    role: Role::Client,
-                    email: email.clone(),
-                    password_hash: password_hash.clone(),
-                });
             }
-            UserEvent::FreelancerRegistered {
+            | UserEvent::FreelancerRegistered {
+                user_id,
+                email,
+                password_hash,
+                ..
+            }
+            | UserEvent::AdminRegistered {
                 user_id,
                 email,
                 password_hash,
                 ..
             } => {
-                self.registered = Some(RegisteredUser {
+                self.registered = event.registered_role().map(|role| RegisteredUser {
                     id: *user_id,
-                    role: Role::Freelancer,
-                    email: email.clone(),
-                    password_hash: password_hash.clone(),
-                });
-            }
-            UserEvent::AdminRegistered {
-                user_id,
-                email,
-                password_hash,
-                ..
-            } => {
-                self.registered = Some(RegisteredUser {
-                    id: *user_id,
-                    role: Role::Admin,
+                    role,
                     email: email.clone(),
                     password_hash: password_hash.clone(),
                 });

@@ -35,6 +35,9 @@ use crate::{
 const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Broker metadata and watermark requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The control reader's fetch wait: settings arrive within about half of it (well inside the
+/// promised second), and an idle reader costs little CPU (every instance runs one).
+const FETCH_WAIT_MS: &str = "100";
 
 /// An instance's membership of the control plane: its current settings, and the tasks that
 /// follow the topic and send its heartbeats (stopped when this is dropped).
@@ -130,7 +133,7 @@ pub(super) fn reader(kafka: &KafkaConfig, topic: &str, name: &str) -> Result<Str
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
         .create()?;
     let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
     let mut assignment = TopicPartitionList::new();
