@@ -102,17 +102,20 @@ async fn settle(
     }
 }
 
-/// The caller's wallet as query-api has it once `position` (if any) is applied.
-async fn wallet(world: &World, user: &User, position: Option<&str>) -> anyhow::Result<Value> {
-    let mut get = world
+/// The caller's wallet as query-api has it now; `null` while it is not projected yet (a 404), so
+/// a poll waits for it.
+async fn wallet(world: &World, user: &User) -> anyhow::Result<Value> {
+    let answer = world
         .platform
         .http
         .get(format!("{}/api/v1/payments/wallet", world.platform.query_url))
-        .bearer_auth(&user.token);
-    if let Some(position) = position {
-        get = get.header("x-consistency-position", position);
+        .bearer_auth(&user.token)
+        .send()
+        .await?;
+    if answer.status() == StatusCode::NOT_FOUND {
+        return Ok(Value::Null);
     }
-    expect(get.send().await?, StatusCode::OK).await
+    expect(answer, StatusCode::OK).await
 }
 
 /// Fund `user`'s wallet with `minor` cents.
@@ -187,7 +190,7 @@ async fn the_seed_flow_under_reject_accepts_refuses_within_the_window_and_settle
     let stats = provider.stats();
     assert_eq!((stats.paid, stats.paid_minor), (1, 2_500));
     let wallet = eventually(SETTLE, || async {
-        let w = wallet(&world, user, None).await?;
+        let w = wallet(&world, user).await?;
         Ok((w["balance"]["minor"] == 7_500).then_some(w))
     })
     .await?;
@@ -313,7 +316,7 @@ async fn twenty_concurrent_requests_for_one_wallet_never_give_two_in_a_window_or
         "{slots:?}"
     );
     let w = eventually(SETTLE, || async {
-        let w = wallet(&world, user, None).await?;
+        let w = wallet(&world, user).await?;
         Ok((w["reserved"]["minor"].as_i64() == Some(1_400) && w["balance"]["minor"] == 1_400).then_some(w))
     })
     .await
@@ -358,7 +361,7 @@ async fn withdrawals_beyond_the_balance_are_refused_and_the_balance_ends_at_zero
         assert_eq!(view["status"], "succeeded", "{view}");
     }
     let w = eventually(SETTLE, || async {
-        let w = wallet(&world, user, None).await?;
+        let w = wallet(&world, user).await?;
         Ok((w["balance"]["minor"] == 0).then_some(w))
     })
     .await?;
@@ -380,7 +383,7 @@ async fn a_task_past_its_timeout_is_cancelled_its_funds_released_and_the_late_an
     assert_eq!(view["status"], "cancelled", "{seen:?} {view}");
     assert_eq!(view["reason"], "timed out after 2 s");
     let w = eventually(SETTLE, || async {
-        let w = wallet(&world, user, None).await?;
+        let w = wallet(&world, user).await?;
         Ok((w["reserved"]["minor"] == 0).then_some(w))
     })
     .await?;
@@ -395,7 +398,7 @@ async fn a_task_past_its_timeout_is_cancelled_its_funds_released_and_the_late_an
         .context("the provider never heard of it")?;
     assert_eq!(payout.status, PayoutStatus::Cancelled);
     assert_eq!(provider.stats().paid, 0);
-    let later = wallet(&world, user, None).await?;
+    let later = wallet(&world, user).await?;
     assert_eq!(
         (
             later["balance"]["minor"].clone(),
@@ -433,7 +436,7 @@ async fn the_owner_cancels_a_scheduled_withdrawal_and_its_funds_are_released() -
     let twice = world.send(Method::POST, &path, Some(user), None).await?;
     assert_eq!(twice.status(), StatusCode::CONFLICT);
     let w = eventually(SETTLE, || async {
-        let w = wallet(&world, user, None).await?;
+        let w = wallet(&world, user).await?;
         Ok((w["balance"]["minor"] == 900 && w["reserved"]["minor"] == 0).then_some(w))
     })
     .await?;
