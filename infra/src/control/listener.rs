@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
-    message::OwnedHeaders,
+    message::{BorrowedMessage, OwnedHeaders},
 };
 use std::{
     collections::HashMap,
@@ -68,20 +68,10 @@ impl ControlPlane {
         let instance_id = format!("{service}-{}", &Uuid::new_v4().simple().to_string()[..12]);
         let consumer = reader(kafka, &control_topic, &instance_id)?;
         let mut desired = Desired::new(service);
-        let ends = ends(&consumer, &control_topic)?;
-        let started = std::time::Instant::now();
-        let mut positions: HashMap<i32, i64> = HashMap::new();
-        while ends
-            .iter()
-            .any(|(p, end)| positions.get(p).copied().unwrap_or(-1) + 1 < *end)
-        {
-            let left = BOOT_TIMEOUT.saturating_sub(started.elapsed());
-            let message = tokio::time::timeout(left, consumer.recv())
-                .await
-                .map_err(|_| ControlError::BootTimeout(BOOT_TIMEOUT))??;
-            positions.insert(message.partition(), message.offset());
+        read_to_end(&consumer, &control_topic, BOOT_TIMEOUT, |message| {
             take(&key, &mut desired, message.payload().unwrap_or_default());
-        }
+        })
+        .await?;
         let applied = Arc::new(Mutex::new(desired));
         let first = lock(&applied).settings();
         apply_log_level(&first);
@@ -144,17 +134,36 @@ pub(super) fn reader(kafka: &KafkaConfig, topic: &str, name: &str) -> Result<Str
     Ok(consumer)
 }
 
-/// The end (high watermark) of each partition of `topic`, where it has any record.
-pub(super) fn ends(consumer: &StreamConsumer, topic: &str) -> Result<Vec<(i32, i64)>, ControlError> {
-    let assignment = consumer.assignment()?;
+/// Hand `each` every record of `topic` on `consumer` (from [`reader`]) up to the end each
+/// partition had when called; the consumer goes on from there. Fails after `timeout`.
+pub(super) async fn read_to_end(
+    consumer: &StreamConsumer,
+    topic: &str,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), ControlError> {
+    // The end (high watermark) of each partition that has records.
     let mut ends = Vec::new();
-    for element in assignment.elements() {
+    for element in consumer.assignment()?.elements() {
         let (low, high) = consumer.fetch_watermarks(topic, element.partition(), REQUEST_TIMEOUT)?;
         if high > low {
             ends.push((element.partition(), high));
         }
     }
-    Ok(ends)
+    let started = std::time::Instant::now();
+    let mut positions: HashMap<i32, i64> = HashMap::new();
+    while ends
+        .iter()
+        .any(|(p, end)| positions.get(p).copied().unwrap_or(-1) + 1 < *end)
+    {
+        let left = timeout.saturating_sub(started.elapsed());
+        let message = tokio::time::timeout(left, consumer.recv())
+            .await
+            .map_err(|_| ControlError::BootTimeout(timeout))??;
+        positions.insert(message.partition(), message.offset());
+        each(&message);
+    }
+    Ok(())
 }
 
 /// Open and apply one record, counting the outcome.

@@ -1,14 +1,13 @@
 //! The operator's side (the `control` CLI): send a signed message, read what every instance
 //! reports, read the messages in force.
 
-use chrono::Utc;
-use rdkafka::{Message, consumer::StreamConsumer, message::OwnedHeaders};
+use rdkafka::{Message, message::OwnedHeaders};
 use std::{collections::BTreeMap, time::Duration};
 use uuid::Uuid;
 
 use super::{
     ControlError, InstanceStatus,
-    listener::{ends, reader},
+    listener::{self, reader},
     message::{ControlKey, ControlMessage},
 };
 use crate::{
@@ -74,24 +73,10 @@ async fn read_to_end(
     topic: &str,
     mut each: impl FnMut(&str, &[u8]),
 ) -> Result<(), ControlError> {
-    let name = format!("operator-{}", Uuid::new_v4().simple());
-    let consumer: StreamConsumer = reader(kafka, topic, &name)?;
-    let ends = ends(&consumer, topic)?;
-    let started = Utc::now();
-    let mut positions = BTreeMap::new();
-    while ends
-        .iter()
-        .any(|(p, end)| positions.get(p).copied().unwrap_or(-1) + 1 < *end)
-    {
-        let left = READ_TIMEOUT
-            .checked_sub((Utc::now() - started).to_std().unwrap_or_default())
-            .unwrap_or_default();
-        let message = tokio::time::timeout(left, consumer.recv())
-            .await
-            .map_err(|_| ControlError::BootTimeout(READ_TIMEOUT))??;
-        positions.insert(message.partition(), message.offset());
-        let record_key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+    let consumer = reader(kafka, topic, &format!("operator-{}", Uuid::new_v4().simple()))?;
+    listener::read_to_end(&consumer, topic, READ_TIMEOUT, |message| {
+        let record_key = String::from_utf8_lossy(message.key().unwrap_or_default());
         each(&record_key, message.payload().unwrap_or_default());
-    }
-    Ok(())
+    })
+    .await
 }
