@@ -65,6 +65,10 @@ pub fn describe(setting: &Setting) -> (String, String) {
             if *disabled { "disabled" } else { "enabled" }.to_owned()
         }
         Setting::LogLevel(filter) => filter.clone(),
+        Setting::ReadModel { generations, .. } => match generations.building {
+            Some(building) => format!("g{} (building g{building})", generations.active),
+            None => format!("g{}", generations.active),
+        },
     };
     (setting.key(), value)
 }

@@ -34,6 +34,32 @@ impl BoundedContext {
             Self::Payments => "payments",
         }
     }
+
+    /// The context named `name` (see [`BoundedContext::name`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The stream types of the aggregates the context owns (their events go to its topic).
+    pub fn stream_types(self) -> &'static [&'static str] {
+        use crate::{contracts, jobs, payments, users};
+        match self {
+            Self::Users => &[<users::User as Aggregate>::STREAM_TYPE],
+            Self::Jobs => &[
+                <jobs::Job as Aggregate>::STREAM_TYPE,
+                <jobs::Proposal as Aggregate>::STREAM_TYPE,
+            ],
+            Self::Contracts => &[
+                <contracts::Contract as Aggregate>::STREAM_TYPE,
+                <contracts::TerminationRequest as Aggregate>::STREAM_TYPE,
+            ],
+            Self::Payments => &[
+                <payments::Wallet as Aggregate>::STREAM_TYPE,
+                <payments::PaymentRequest as Aggregate>::STREAM_TYPE,
+                <payments::Withdrawal as Aggregate>::STREAM_TYPE,
+            ],
+        }
+    }
 }
 
 /// An event: serialisable with serde's internal tag `type` equal to [`DomainEvent::event_type`].

@@ -40,6 +40,24 @@ pub enum Setting {
     },
     /// The `tracing` filter, e.g. `debug` or `info,infra::kafka=debug`.
     LogLevel(String),
+    /// Which storage generation of a read model readers use, and the one being rebuilt that
+    /// projectors also write (DESIGN §8, blue/green); addressed to `all`.
+    ReadModel {
+        /// The read model (its context's name, e.g. `jobs`).
+        projection: String,
+        /// The generations.
+        #[serde(flatten)]
+        generations: ReadModelGenerations,
+    },
+}
+
+/// The storage generations of one read model (see [`crate::read_models::generation`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadModelGenerations {
+    /// Read by query-api and written by the projector.
+    pub active: u32,
+    /// Being rebuilt: the projector writes it as well, nobody reads it yet.
+    pub building: Option<u32>,
 }
 
 impl Setting {
@@ -51,6 +69,7 @@ impl Setting {
             Self::MaxDbConnections(_) => "max_db_connections".into(),
             Self::CommandDisabled { command, .. } => format!("disabled:{command}"),
             Self::LogLevel(_) => "log_level".into(),
+            Self::ReadModel { projection, .. } => format!("read_model:{projection}"),
         }
     }
 }

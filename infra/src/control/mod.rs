@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use listener::ControlPlane;
-pub use message::{ALL, ControlKey, ControlMessage, SERVICES, Setting};
+pub use message::{ALL, ControlKey, ControlMessage, ReadModelGenerations, SERVICES, Setting};
 pub use settings::Settings;
 
 /// What an instance reports on the status topic every heartbeat.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::message::{ControlMessage, Setting};
+use super::message::{ControlMessage, ReadModelGenerations, Setting};
 
 /// The settings an instance runs with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,16 @@ pub struct Settings {
     pub disabled_commands: BTreeSet<String>,
     /// The log filter set by the operator (`None`: the one the process started with).
     pub log_level: Option<String>,
+    /// Read model → its storage generations (absent: generation 0, nothing being rebuilt).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub read_models: BTreeMap<String, ReadModelGenerations>,
+}
+
+impl Settings {
+    /// The storage generations of read model `projection`.
+    pub fn read_model(&self, projection: &str) -> ReadModelGenerations {
+        self.read_models.get(projection).copied().unwrap_or_default()
+    }
 }
 
 /// How a message was taken.
@@ -102,6 +112,12 @@ impl Desired {
                     }
                 }
                 Setting::LogLevel(filter) => settings.log_level = Some(filter.clone()),
+                Setting::ReadModel {
+                    projection,
+                    generations,
+                } => {
+                    settings.read_models.insert(projection.clone(), *generations);
+                }
             }
         }
         settings

@@ -11,6 +11,7 @@ pub mod append;
 pub mod execute;
 pub mod load;
 pub mod outbox;
+pub mod scan;
 pub mod upcast;
 
 use arc_swap::ArcSwap;
@@ -26,6 +27,7 @@ pub use append::{
 };
 pub use execute::{CommandError, UnitOfWork};
 pub use load::Loaded;
+pub use scan::{ScanCursor, ScanFilter, TransactionHorizon};
 pub use upcast::Upcasters;
 
 /// Embedded migrations of the ledger database.

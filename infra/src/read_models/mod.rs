@@ -5,6 +5,8 @@
 //!   read model has applied it.
 //! - [`contracts`]: Cassandra contracts by id, by client and by freelancer, milestones and
 //!   termination requests by contract (version-guarded writes at the version's timestamp).
+//! - [`generation`]: storage generations of a read model (blue/green rebuilds) and where each
+//!   one's keyspace, database and key prefix are.
 //! - [`jobs`]: Cassandra jobs by id and by client, the keyword index of open jobs, proposals
 //!   by id, by job and by freelancer (per-column write timestamps = stream versions, plus a
 //!   version guard); the key of a job in the Redis cache.
@@ -14,6 +16,7 @@
 
 pub mod consistency;
 pub mod contracts;
+pub mod generation;
 pub mod jobs;
 pub mod payments;
 pub mod users;
