@@ -111,9 +111,12 @@ pub enum WithdrawalEvent {
         amount: Money,
         /// When.
         requested_at: Timestamp,
-        /// When it may be paid out, if deferred past `requested_at` by the cooldown (else `None`,
-        /// which is also how events written before the cooldown read).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// When it may be paid out, if deferred past `requested_at` by the cooldown (else `None`).
+        /// Schema 2 always writes it (`null` when not deferred) and requires it on read; schema 1
+        /// left it out when `None` and is lifted by the ledger's upcaster
+        /// (`withdrawal_requested_v1_to_v2` in infra), so no serde default stands in for it here.
+        // `deserialize_with` turns off serde's implicit "a missing `Option` reads as `None`".
+        #[serde(deserialize_with = "Option::deserialize")]
         scheduled_for: Option<Timestamp>,
     },
     /// PENDING | SCHEDULED → PROCESSING.
@@ -160,6 +163,17 @@ impl DomainEvent for WithdrawalEvent {
             Self::WithdrawalSucceeded { .. } => "WithdrawalSucceeded",
             Self::WithdrawalFailed { .. } => "WithdrawalFailed",
             Self::WithdrawalCancelled { .. } => "WithdrawalCancelled",
+        }
+    }
+
+    fn schema_version(&self) -> u16 {
+        match self {
+            // 2: `scheduled_for` always written (1 left it out when not deferred).
+            Self::WithdrawalRequested { .. } => 2,
+            Self::WithdrawalStarted { .. }
+            | Self::WithdrawalSucceeded { .. }
+            | Self::WithdrawalFailed { .. }
+            | Self::WithdrawalCancelled { .. } => 1,
         }
     }
 }

@@ -736,17 +736,7 @@ fn the_owner_cancels_a_scheduled_withdrawal_and_the_reservation_is_released() {
 }
 
 #[test]
-fn events_written_before_the_cooldown_still_read() {
-    let old_requested = serde_json::json!({
-        "type": "WithdrawalRequested",
-        "withdrawal_id": WD,
-        "wallet_id": wallet_id(),
-        "owner_id": FREELANCER_ID,
-        "amount": usd(400),
-        "requested_at": now(),
-    });
-    let event: WithdrawalEvent = serde_json::from_value(old_requested.clone()).unwrap();
-    assert_eq!(event, requested(400));
+fn reservations_written_before_the_cooldown_still_read() {
     let old_reserved = serde_json::json!({
         "type": "FundsReserved",
         "wallet_id": wallet_id(),
@@ -757,9 +747,36 @@ fn events_written_before_the_cooldown_still_read() {
     });
     let event: WalletEvent = serde_json::from_value(old_reserved.clone()).unwrap();
     assert_eq!(event, reserved(400, 400));
-    // An event not deferred is written exactly as before.
-    assert_eq!(serde_json::to_value(requested(400)).unwrap(), old_requested);
+    // A reservation not deferred is written exactly as before.
     assert_eq!(serde_json::to_value(reserved(400, 400)).unwrap(), old_reserved);
+}
+
+#[test]
+fn withdrawal_requested_is_at_schema_2_and_always_writes_its_slot() {
+    let v2 = serde_json::json!({
+        "type": "WithdrawalRequested",
+        "withdrawal_id": WD,
+        "wallet_id": wallet_id(),
+        "owner_id": FREELANCER_ID,
+        "amount": usd(400),
+        "requested_at": now(),
+        "scheduled_for": null,
+    });
+    assert_eq!(requested(400).schema_version(), 2);
+    assert_eq!(started().schema_version(), 1);
+    assert_eq!(serde_json::to_value(requested(400)).unwrap(), v2);
+    assert_eq!(
+        serde_json::from_value::<WithdrawalEvent>(v2.clone()).unwrap(),
+        requested(400)
+    );
+    // A schema-1 payload (slot left out) is the upcaster's to lift: it does not read as is.
+    let mut v1 = v2;
+    v1.as_object_mut().unwrap().remove("scheduled_for");
+    let error = serde_json::from_value::<WithdrawalEvent>(v1).unwrap_err();
+    assert!(
+        error.to_string().contains("missing field `scheduled_for`"),
+        "{error}"
+    );
 }
 
 #[test]
