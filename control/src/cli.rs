@@ -3,7 +3,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use infra::{
-    config::{ControlConfig, Environment, KafkaConfig, PostgresConfig},
+    config::{
+        CassandraConfig, ControlConfig, Environment, KafkaConfig, MongoConfig, PostgresConfig, RedisConfig,
+    },
     control::{ALL, SERVICES},
 };
 use std::{fmt, str::FromStr, time::Duration};
@@ -24,9 +26,18 @@ pub struct Cli {
     /// The signing key and the heartbeat the services report at.
     #[command(flatten)]
     pub control: ControlConfig,
-    /// The ledger (`admin create` only).
+    /// The ledger (`admin create` and `replay`).
     #[command(flatten)]
     pub postgres: PostgresConfig,
+    /// Cassandra (`replay` only).
+    #[command(flatten)]
+    pub cassandra: CassandraConfig,
+    /// MongoDB (`replay` only).
+    #[command(flatten)]
+    pub mongo: MongoConfig,
+    /// Redis (`replay` only).
+    #[command(flatten)]
+    pub redis: RedisConfig,
     /// `dev` or `production`; outside `dev` WORKUP_CONTROL_KEY must be set.
     #[arg(
         long = "env",
@@ -125,6 +136,13 @@ pub enum Command {
     /// Read or replay a consumer's dead-letter topic.
     #[command(subcommand, after_help = "Example:\n  control dlq list users")]
     Dlq(DlqCommand),
+    /// Rebuild read models from the ledger (blue/green), verify them, republish events.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  control replay rebuild jobs\n  control replay verify all\n  \
+                      control replay drop-old jobs\n  control replay republish --from 1 --to 5000"
+    )]
+    Replay(ReplayCommand),
     /// Administrator accounts.
     #[command(
         subcommand,
@@ -149,6 +167,83 @@ pub enum AdminCommand {
         #[arg(long, default_value = "Administrator")]
         name: String,
     },
+}
+
+/// `control replay ...` (DESIGN §8).
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReplayCommand {
+    /// Rebuild a read model from the ledger into a new generation while the old one keeps
+    /// serving, catch up with the live tail, then switch readers to it. The old generation is
+    /// kept until `drop-old`.
+    #[command(
+        after_help = "Examples:\n  control replay rebuild jobs\n  control replay rebuild all --from-position 1"
+    )]
+    Rebuild {
+        /// A read model (`users`, `jobs`, `contracts`, `payments`) or `all`.
+        projection: Projection,
+        /// Only events at or after this global position (default: the whole ledger).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+        from_position: i64,
+        /// Longest wait for the running instances to apply each switch, in seconds.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+    },
+    /// Rebuild a read model into a scratch copy and compare it, row by row, with the one
+    /// readers use; exit 1 and list the differences when they differ.
+    #[command(after_help = "Example:\n  control replay verify jobs")]
+    Verify {
+        /// A read model or `all`.
+        projection: Projection,
+    },
+    /// Drop the generations of a read model that readers no longer use.
+    #[command(after_help = "Example:\n  control replay drop-old jobs")]
+    DropOld {
+        /// A read model or `all`.
+        projection: Projection,
+    },
+    /// Publish a range of the ledger to Kafka again, through the outbox and the relay (which
+    /// must run); consumers de-duplicate what they have applied.
+    #[command(after_help = "Examples:\n  control replay republish --from 1 --to 5000\n  \
+                            control replay republish --from 1200 --to 1300 --topic payments")]
+    Republish {
+        /// First global position.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        from: i64,
+        /// Last global position (inclusive).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        to: i64,
+        /// Only the events of one context's topic (`users`, `jobs`, `contracts`, `payments`).
+        #[arg(long)]
+        topic: Option<Projection>,
+    },
+}
+
+/// A read model by its context's name, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Projection(pub Option<domain::BoundedContext>);
+
+impl Projection {
+    /// The read models named.
+    pub fn contexts(self) -> Vec<domain::BoundedContext> {
+        self.0
+            .map_or_else(|| domain::BoundedContext::ALL.to_vec(), |c| vec![c])
+    }
+}
+
+impl FromStr for Projection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == ALL {
+            return Ok(Self(None));
+        }
+        domain::BoundedContext::parse(s)
+            .map(|c| Self(Some(c)))
+            .ok_or_else(|| {
+                let names: Vec<&str> = domain::BoundedContext::ALL.iter().map(|c| c.name()).collect();
+                format!("no read model `{s}`: one of {} or `all`", names.join(", "))
+            })
+    }
 }
 
 /// `control dlq ...`.

@@ -6,6 +6,8 @@
 //! - [`status`]: `control status`, the live instances and their settings.
 //! - [`settings`]: `control settings`, the messages in force on the control topic.
 //! - [`dlq`]: `control dlq list|replay`, a consumer's parked events.
+//! - [`replay`]: `control replay rebuild|verify|drop-old|republish`, read models from the
+//!   ledger (DESIGN §8); [`progress`] shows how far a long run is.
 //! - [`admin`]: `control admin create`, administrator accounts (no admin is built in).
 //! - [`topic`]: reading a topic once from its beginning to its end.
 //! - [`output`]: tables and JSON.
@@ -17,6 +19,8 @@ pub mod admin;
 pub mod cli;
 pub mod dlq;
 pub mod output;
+pub mod progress;
+pub mod replay;
 pub mod send;
 pub mod settings;
 pub mod status;
@@ -55,6 +59,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Status { all } => status::command(cli, *all, out).await?,
         Command::Settings => settings::command(cli, out).await?,
         Command::Dlq(command) => dlq::command(cli, command, out).await?,
+        Command::Replay(command) => replay::command(cli, command, out).await?,
         Command::Admin(cli::AdminCommand::Create { email, name }) => {
             admin::create(cli, email, name, out).await?
         }

@@ -4,7 +4,7 @@ use clap::Parser;
 use control::{Cli, Outcome};
 use std::process::ExitCode;
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     // Usage errors exit 2 (clap), --help and --version 0.
     let cli = Cli::parse();

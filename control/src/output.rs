@@ -65,8 +65,8 @@ pub fn describe(setting: &Setting) -> (String, String) {
             if *disabled { "disabled" } else { "enabled" }.to_owned()
         }
         Setting::LogLevel(filter) => filter.clone(),
-        Setting::ReadModel { generations, .. } => match generations.building {
-            Some(building) => format!("g{} (building g{building})", generations.active),
+        Setting::ReadModel { generations, .. } => match generations.shadow {
+            Some(shadow) => format!("g{} (also writing g{shadow})", generations.active),
             None => format!("g{}", generations.active),
         },
     };

@@ -65,7 +65,11 @@ impl Request {
                 Setting::LogLevel(filter.as_str().to_owned()),
                 wait,
             ),
-            Command::Status { .. } | Command::Settings | Command::Dlq(_) | Command::Admin(_) => return None,
+            Command::Status { .. }
+            | Command::Settings
+            | Command::Dlq(_)
+            | Command::Replay(_)
+            | Command::Admin(_) => return None,
         };
         Some(Self {
             service,

@@ -5,7 +5,8 @@
 //! transactions, TTLs, counters or `COUNT(*)`. Writes are idempotent without LWT: a row
 //! carries the stream version it reflects (DESIGN §6).
 
-use scylla::client::{session::Session, session_builder::SessionBuilder};
+pub use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
 use std::{sync::Arc, time::Duration};
 
 use crate::{config::CassandraConfig, store::StoreError};
@@ -28,5 +29,13 @@ pub async fn ensure_schema(session: &Session, config: &CassandraConfig) -> Resul
         config.keyspace, config.replication
     );
     session.query_unpaged(statement, ()).await?;
+    Ok(())
+}
+
+/// Whether the cluster answers.
+pub async fn ping(session: &Session) -> Result<(), StoreError> {
+    session
+        .query_unpaged("SELECT release_version FROM system.local", ())
+        .await?;
     Ok(())
 }

@@ -8,10 +8,17 @@
 //!   milestones and termination requests by contract.
 //! - [`payments`]: wallets, payment requests and withdrawals → Redis wallets, recent
 //!   transactions and withdrawal statuses; Cassandra payment requests by id, client, freelancer.
+//! - [`catalog`]: opening a read model's projector into one storage generation.
+//! - [`generations`]: a live projector writing the generations the control plane names
+//!   (blue/green rebuilds).
+//! - [`replay`]: applying the ledger to a read model (rebuilds and verification).
 //! - [`runner`]: starts every projector and the health/metrics endpoint.
 
+pub mod catalog;
 pub mod contracts;
+pub mod generations;
 pub mod jobs;
 pub mod payments;
+pub mod replay;
 pub mod runner;
 pub mod users;

@@ -2,20 +2,22 @@
 
 use anyhow::Context as _;
 use axum::Router;
+use domain::BoundedContext;
 use futures::FutureExt;
 use infra::{
     cassandra,
     config::Config,
     control::ControlPlane,
     http::auth::TokenKeys,
-    mongo,
-    read_models::{jobs::JobStore, users::UserProfiles},
-    redis::Cache,
+    read_models::generation::{ReadModelStore, Target},
 };
 use std::future::Future;
 use tokio::net::TcpListener;
 
-use crate::{routes, state::AppState};
+use crate::{
+    routes,
+    state::{AppState, LiveState},
+};
 
 /// A built query-api, listening.
 pub struct Application {
@@ -28,52 +30,49 @@ pub struct Application {
 impl Application {
     /// Connect to the read models and bind.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let control = ControlPlane::join(&config, "query-api")
+            .await
+            .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
         let session = cassandra::connect(&config.cassandra)
             .await
             .context("could not connect to Cassandra (WORKUP_CASSANDRA_NODES)")?;
-        cassandra::ensure_schema(&session, &config.cassandra)
-            .await
-            .context("could not create the Cassandra schema")?;
-        let db = mongo::connect(&config.mongo)
-            .await
-            .context("could not connect to MongoDB (WORKUP_MONGO_URL)")?;
-        infra::read_models::contracts::ensure_schema(&session, &config.cassandra.keyspace)
-            .await
-            .context("could not create the contracts tables")?;
-        let contracts = infra::read_models::contracts::ContractsReadModel::new(
-            session.clone(),
-            &config.cassandra.keyspace,
+        // Generation 0 of every read model; then the ones the control plane names.
+        let open = |context| {
+            let (session, config) = (&session, &config);
+            async move {
+                let target = Target::generation(context, 0);
+                target
+                    .open(session, config)
+                    .await
+                    .with_context(|| format!("could not open the read model {target}"))
+            }
+        };
+        let (
+            ReadModelStore::Users(profiles),
+            ReadModelStore::Jobs(jobs, cache),
+            ReadModelStore::Contracts(contracts),
+            ReadModelStore::Payments(payments),
+        ) = (
+            open(BoundedContext::Users).await?,
+            open(BoundedContext::Jobs).await?,
+            open(BoundedContext::Contracts).await?,
+            open(BoundedContext::Payments).await?,
         )
-        .await?;
-        infra::read_models::payments::ensure_schema(&session, &config.cassandra.keyspace)
-            .await
-            .context("could not create the payments tables")?;
-        let payments = infra::read_models::payments::Payments::new(
-            session.clone(),
-            &config.cassandra.keyspace,
-            &config.redis,
-        )
-        .await
-        .context("could not open the payments read model")?;
-        infra::read_models::jobs::ensure_schema(&session, &config.cassandra.keyspace)
-            .await
-            .context("could not create the jobs tables")?;
+        else {
+            anyhow::bail!("a read model opened as another one");
+        };
         let state = AppState {
             keys: TokenKeys::new(&config.auth)?,
-            profiles: UserProfiles::new(&db),
-            jobs: JobStore::new(session, &config.cassandra.keyspace).await?,
-            cache: Cache::connect(&config.redis)
-                .await
-                .context("could not connect to Redis (WORKUP_REDIS_URL)")?,
+            profiles,
+            jobs,
+            cache,
             wait: config.http.consistency_wait(),
             contracts,
             payments,
             media: infra::media::MediaStore::new(&config.media.dir),
         };
-        let control = ControlPlane::join(&config, "query-api")
-            .await
-            .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
-        let router = routes::router(state, &control, &config.http);
+        let live = LiveState::follow(state, config.clone(), session, control.settings()).await?;
+        let router = routes::router(live, &control, &config.http);
         let address = format!("{}:{}", config.http.host, config.http.query_api_port);
         let listener = TcpListener::bind(&address)
             .await

@@ -40,8 +40,8 @@ pub enum Setting {
     },
     /// The `tracing` filter, e.g. `debug` or `info,infra::kafka=debug`.
     LogLevel(String),
-    /// Which storage generation of a read model readers use, and the one being rebuilt that
-    /// projectors also write (DESIGN §8, blue/green); addressed to `all`.
+    /// Which storage generation of a read model readers use, and the one projectors also write
+    /// (DESIGN §8, blue/green); addressed to `all`.
     ReadModel {
         /// The read model (its context's name, e.g. `jobs`).
         projection: String,
@@ -56,8 +56,9 @@ pub enum Setting {
 pub struct ReadModelGenerations {
     /// Read by query-api and written by the projector.
     pub active: u32,
-    /// Being rebuilt: the projector writes it as well, nobody reads it yet.
-    pub building: Option<u32>,
+    /// Written by the projector as well, read by nobody: the generation being rebuilt, or,
+    /// for the moments of a switch, the one readers are leaving.
+    pub shadow: Option<u32>,
 }
 
 impl Setting {

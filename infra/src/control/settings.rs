@@ -19,7 +19,7 @@ pub struct Settings {
     pub disabled_commands: BTreeSet<String>,
     /// The log filter set by the operator (`None`: the one the process started with).
     pub log_level: Option<String>,
-    /// Read model → its storage generations (absent: generation 0, nothing being rebuilt).
+    /// Read model → its storage generations (absent: generation 0 only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub read_models: BTreeMap<String, ReadModelGenerations>,
 }

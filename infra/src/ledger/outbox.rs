@@ -6,6 +6,7 @@
 //! Rows of a transaction that commits late are simply claimed by a later batch: nothing
 //! tails a position, so nothing is skipped.
 
+use domain::BoundedContext;
 use sqlx::{Postgres, Transaction};
 
 use super::{Ledger, LedgerError, RecordedEvent, load::recorded_event};
@@ -72,6 +73,42 @@ impl Ledger {
             .map(|row| Ok((sqlx::Row::try_get(row, "topic_context")?, recorded_event(row)?)))
             .collect::<Result<_, LedgerError>>()?;
         Ok(Some(OutboxBatch { tx, events }))
+    }
+
+    /// Queue the events at positions `from..=to` of `contexts`' streams for publishing again
+    /// (`control replay republish`): the relay sends them in position order like any other,
+    /// and consumers skip what they have applied. Returns how many were queued (those still
+    /// waiting to be published are left as they are).
+    pub async fn requeue(&self, from: i64, to: i64, contexts: &[BoundedContext]) -> Result<u64, LedgerError> {
+        let (stream_types, names): (Vec<&str>, Vec<&str>) = contexts
+            .iter()
+            .flat_map(|c| c.stream_types().iter().map(|t| (*t, c.name())))
+            .unzip();
+        let queued = sqlx::query(
+            "INSERT INTO outbox (global_position, topic_context)
+             SELECT e.global_position, m.context
+             FROM events e JOIN unnest($3::text[], $4::text[]) AS m (stream_type, context) USING (stream_type)
+             WHERE e.global_position BETWEEN $1 AND $2
+             ON CONFLICT (global_position) DO NOTHING",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(&stream_types)
+        .bind(&names)
+        .execute(&self.pool())
+        .await?;
+        Ok(queued.rows_affected())
+    }
+
+    /// How many events at positions `from..=to` wait in the outbox.
+    pub async fn queued_between(&self, from: i64, to: i64) -> Result<i64, LedgerError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE global_position BETWEEN $1 AND $2")
+                .bind(from)
+                .bind(to)
+                .fetch_one(&self.pool())
+                .await?,
+        )
     }
 
     /// The relay's lag (DESIGN §5: exposed in metrics).

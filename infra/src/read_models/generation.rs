@@ -8,9 +8,16 @@
 //! `replay verify`, is never read by anyone.
 
 use domain::BoundedContext;
-use std::fmt;
+use std::{fmt, sync::Arc};
 
-use crate::config::Config;
+use crate::{
+    cassandra::{self, Session},
+    config::Config,
+    mongo,
+    read_models::{contracts, jobs, payments, users},
+    redis::Cache,
+    store::StoreError,
+};
 
 /// A storage generation of a read model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -83,6 +90,52 @@ impl Target {
             target.redis.prefix = format!("{}{suffix}:", config.redis.prefix);
         }
         target
+    }
+}
+
+/// The store of one read model in one target, open.
+#[derive(Debug, Clone)]
+pub enum ReadModelStore {
+    /// MongoDB profiles.
+    Users(users::UserProfiles),
+    /// Cassandra jobs and proposals, and the job cache under the target's prefix.
+    Jobs(jobs::JobStore, Cache),
+    /// Cassandra contracts.
+    Contracts(contracts::ContractsReadModel),
+    /// Redis wallets and withdrawals, Cassandra payment requests.
+    Payments(payments::Payments),
+}
+
+impl Target {
+    /// Open this target's store (its keyspace and tables created if missing) with `config`'s
+    /// connections settings and `session`.
+    pub async fn open(&self, session: &Arc<Session>, config: &Config) -> Result<ReadModelStore, StoreError> {
+        let config = self.config(config);
+        let keyspace = config.cassandra.keyspace.as_str();
+        if self.context != BoundedContext::Users {
+            cassandra::ensure_schema(session, &config.cassandra).await?;
+        }
+        let session = session.clone();
+        Ok(match self.context {
+            BoundedContext::Users => {
+                ReadModelStore::Users(users::UserProfiles::new(&mongo::connect(&config.mongo).await?))
+            }
+            BoundedContext::Jobs => {
+                jobs::ensure_schema(&session, keyspace).await?;
+                ReadModelStore::Jobs(
+                    jobs::JobStore::new(session, keyspace).await?,
+                    Cache::connect(&config.redis).await?,
+                )
+            }
+            BoundedContext::Contracts => {
+                contracts::ensure_schema(&session, keyspace).await?;
+                ReadModelStore::Contracts(contracts::ContractsReadModel::new(session, keyspace).await?)
+            }
+            BoundedContext::Payments => {
+                payments::ensure_schema(&session, keyspace).await?;
+                ReadModelStore::Payments(payments::Payments::new(session, keyspace, &config.redis).await?)
+            }
+        })
     }
 }
 

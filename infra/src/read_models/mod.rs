@@ -12,6 +12,8 @@
 //!   version guard); the key of a job in the Redis cache.
 //! - [`payments`]: Redis wallets, recent transactions and withdrawal statuses (Lua,
 //!   version-guarded); Cassandra payment requests by id, by client and by freelancer.
+//! - [`storage`]: the storage of a read model in one generation: create, drop (only its own
+//!   tables, collections and keys in the shared generation 0), canonical dumps and their diff.
 //! - [`users`]: MongoDB `users`: profile documents (own and public views), version-guarded.
 
 pub mod consistency;
@@ -19,4 +21,5 @@ pub mod contracts;
 pub mod generation;
 pub mod jobs;
 pub mod payments;
+pub mod storage;
 pub mod users;

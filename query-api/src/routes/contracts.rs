@@ -20,10 +20,10 @@ use infra::{
 use uuid::Uuid;
 
 use super::paging::PageParams;
-use crate::state::AppState;
+use crate::state::{AppState, LiveState};
 
 /// Routes of the contracts context.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<LiveState> {
     Router::new()
         .route("/contracts/me", get(my_contracts))
         .route("/contracts/{id}", get(get_contract))

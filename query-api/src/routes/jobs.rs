@@ -28,7 +28,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::paging::PageParams;
-use crate::state::AppState;
+use crate::state::{AppState, LiveState};
 
 /// The read model's name in 504 problems.
 const NAME: &str = "jobs";
@@ -36,7 +36,7 @@ const NAME: &str = "jobs";
 const MAX_QUERY_CHARS: usize = 500;
 
 /// Routes of the jobs context.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<LiveState> {
     Router::new()
         .route("/jobs/me", get(my_jobs))
         .route("/jobs/search", get(search_jobs))

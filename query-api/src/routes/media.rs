@@ -19,7 +19,7 @@ use infra::{
 };
 use serde::Serialize;
 
-use crate::state::AppState;
+use crate::state::{AppState, LiveState};
 
 /// Set (to `true`) on the answer when the placeholder image stands in for a missing file.
 pub const PLACEHOLDER_HEADER: &str = "x-media-placeholder";
@@ -28,7 +28,7 @@ pub const PLACEHOLDER_HEADER: &str = "x-media-placeholder";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Routes of the media context.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<LiveState> {
     Router::new()
         .route("/media", get(describe))
         .route("/media/{group}", get(list_group))

@@ -20,7 +20,7 @@ use infra::{
 };
 use utoipa::OpenApi;
 
-use crate::state::AppState;
+use crate::state::LiveState;
 
 /// The OpenAPI document of query-api.
 #[derive(OpenApi)]
@@ -33,7 +33,9 @@ use crate::state::AppState;
 pub struct ApiDoc;
 
 /// The whole application router.
-pub fn router(state: AppState, control: &ControlPlane, http: &HttpConfig) -> Router {
+pub fn router(live: LiveState, control: &ControlPlane, http: &HttpConfig) -> Router {
+    // Pings of the connections, whichever generation is read.
+    let state = live.current();
     let checks = vec![
         health::ready_check(
             "mongodb",
@@ -54,7 +56,7 @@ pub fn router(state: AppState, control: &ControlPlane, http: &HttpConfig) -> Rou
             Gate::new("query-api", control, &ApiDoc::openapi()),
             control::gate::gate,
         ))
-        .with_state(state);
+        .with_state(live);
     with_common_layers(
         Router::new()
             .nest("/api/v1", api)

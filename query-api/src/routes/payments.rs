@@ -31,13 +31,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::paging::{PageParams, page_limit};
-use crate::state::AppState;
+use crate::state::{AppState, LiveState};
 
 /// The read model's name in 504 answers.
 const NAME: &str = "payments";
 
 /// Routes of the payments context.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<LiveState> {
     Router::new()
         .route("/payments/wallet", get(my_wallet))
         .route("/payments/wallet/transactions", get(my_transactions))

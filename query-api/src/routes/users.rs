@@ -16,13 +16,13 @@ use infra::{
 };
 use uuid::Uuid;
 
-use crate::state::AppState;
+use crate::state::{AppState, LiveState};
 
 /// Name of the read model in "read model behind" answers.
 const READ_MODEL: &str = "users";
 
 /// Routes of the users context.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<LiveState> {
     Router::new()
         .route("/users/me/profile", get(get_own_profile))
         .route("/users/{id}", get(get_user))

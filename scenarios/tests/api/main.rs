@@ -12,6 +12,7 @@ mod media;
 mod operations;
 mod payment_reads;
 mod projector_lag;
+mod replay;
 mod user_reads;
 mod walking_skeleton;
 mod withdrawals;

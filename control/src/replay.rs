@@ -1,0 +1,420 @@
+//! `control replay ...` (DESIGN §8): rebuild a read model from the ledger into a new storage
+//! generation and switch readers to it (blue/green), verify a read model against the ledger,
+//! drop generations no longer read, republish a ledger range.
+//!
+//! A rebuild, step by step:
+//! 1. Generation n+1 is created empty, and the control plane names it the *shadow* of the read
+//!    model: every live projector writes it too from the next event on (readers stay on n).
+//! 2. Once every live instance reports that applied, the ledger is replayed into n+1 from the
+//!    start (or `--from-position`), in commit-safe order, to its end: whatever a projector
+//!    handled before it wrote n+1 was committed before, so the replay has it; whatever it
+//!    handles later it writes to n+1 itself. Writes are version-guarded, so both meeting on a
+//!    row is harmless.
+//! 3. n+1 becomes *active* with n as the shadow (readers move; n stays written while they do),
+//!    then the shadow is cleared. n is kept until `drop-old`.
+//!
+//! The replay applies the projectors' own handlers and publishes nothing: sagas never see it.
+
+use anyhow::{Context as _, bail};
+use domain::BoundedContext;
+use infra::{
+    config::Config,
+    control::{ControlKey, ControlMessage, ReadModelGenerations, Setting, operator},
+    ledger::{Ledger, ScanCursor},
+    read_models::{
+        generation::Target,
+        storage::{self, Storage},
+    },
+};
+use projectors::{
+    catalog::{Catalog, Projector},
+    replay::{self, ReplayOptions},
+};
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    Cli, Outcome, bounded,
+    cli::ReplayCommand,
+    progress::Progress,
+    send::{self, issued_by},
+};
+
+/// Differences listed at most.
+const MAX_LISTED: usize = 50;
+/// Rounds of catching the scratch copy up and comparing again before differences count: the
+/// live model may lag the ledger by a moment.
+const VERIFY_ROUNDS: u32 = 5;
+
+/// Run a `control replay` command.
+pub async fn command(cli: &Cli, command: &ReplayCommand, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let replayer = Replayer::connect(cli).await?;
+    match command {
+        ReplayCommand::Rebuild {
+            projection,
+            from_position,
+            timeout,
+        } => {
+            for context in projection.contexts() {
+                replayer
+                    .rebuild(context, *from_position, Duration::from_secs(*timeout), out)
+                    .await?;
+            }
+            Ok(Outcome::Done)
+        }
+        ReplayCommand::Verify { projection } => {
+            let mut differing = Vec::new();
+            for context in projection.contexts() {
+                if !replayer.verify(context, out).await? {
+                    differing.push(context.name());
+                }
+            }
+            Ok(if differing.is_empty() {
+                Outcome::Done
+            } else {
+                Outcome::Failed(format!(
+                    "read models differ from the ledger: {}",
+                    differing.join(", ")
+                ))
+            })
+        }
+        ReplayCommand::DropOld { projection } => {
+            for context in projection.contexts() {
+                replayer.drop_old(context, out).await?;
+            }
+            Ok(Outcome::Done)
+        }
+        ReplayCommand::Republish { from, to, topic } => {
+            let contexts = topic.map_or_else(|| BoundedContext::ALL.to_vec(), |t| t.contexts());
+            replayer.republish(*from, *to, &contexts, out).await
+        }
+    }
+}
+
+/// What a replay command works with.
+struct Replayer<'a> {
+    cli: &'a Cli,
+    config: Config,
+    key: ControlKey,
+    ledger: Ledger,
+    catalog: Catalog,
+    storage: Storage,
+}
+
+impl<'a> Replayer<'a> {
+    async fn connect(cli: &'a Cli) -> anyhow::Result<Self> {
+        let mut config = Config::local();
+        config.postgres = cli.postgres.clone();
+        config.kafka = cli.kafka.clone();
+        config.cassandra = cli.cassandra.clone();
+        config.mongo = cli.mongo.clone();
+        config.redis = cli.redis.clone();
+        config.control = cli.control.clone();
+        let key = cli.control.signing_key(cli.environment)?;
+        let ledger = Ledger::connect(&config.postgres)
+            .await
+            .context("could not open the ledger (WORKUP_PG_URL)")?;
+        let catalog = Catalog::connect(config.clone()).await?;
+        let storage = Storage::connect(&config)
+            .await
+            .context("could not connect to the read models' stores")?;
+        Ok(Self {
+            cli,
+            config,
+            key,
+            ledger,
+            catalog,
+            storage,
+        })
+    }
+
+    /// The generations of `context`'s read model in force on the control topic.
+    async fn generations(&self, context: BoundedContext) -> anyhow::Result<ReadModelGenerations> {
+        let messages = bounded(&self.cli.kafka, operator::messages(&self.cli.kafka, &self.key)).await?;
+        Ok(messages
+            .into_values()
+            .filter_map(Result::ok)
+            .filter_map(|m| match m.setting {
+                Setting::ReadModel {
+                    projection,
+                    generations,
+                } if projection == context.name() => Some((m.version, generations)),
+                _ => None,
+            })
+            .max_by_key(|(version, _)| *version)
+            .map(|(_, generations)| generations)
+            .unwrap_or_default())
+    }
+
+    /// Name `generations` for `context` on the control plane and wait until every live
+    /// instance applied them (none running is fine: nobody else writes or reads then).
+    async fn announce(
+        &self,
+        context: BoundedContext,
+        generations: ReadModelGenerations,
+        timeout: Duration,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        let message = ControlMessage::now(
+            infra::control::ALL,
+            Setting::ReadModel {
+                projection: context.name().to_owned(),
+                generations,
+            },
+            &issued_by(),
+        );
+        bounded(
+            &self.cli.kafka,
+            operator::send(&self.cli.kafka, &self.key, &message),
+        )
+        .await?;
+        let heartbeat = Duration::from_millis(self.cli.control.heartbeat_ms);
+        let (progress, done) = send::wait_applied(&self.cli.kafka, heartbeat, &message, timeout).await?;
+        let shadow = generations
+            .shadow
+            .map(|g| format!(", also writing g{g}"))
+            .unwrap_or_default();
+        if progress.is_empty() {
+            writeln!(
+                out,
+                "{}: read from g{}{shadow} (no live instance)",
+                context.name(),
+                generations.active
+            )?;
+        } else if done {
+            writeln!(
+                out,
+                "{}: read from g{}{shadow} (applied by {} live instances)",
+                context.name(),
+                generations.active,
+                progress.applied.len()
+            )?;
+        } else {
+            let pending: Vec<&str> = progress.pending.iter().map(|i| i.instance.as_str()).collect();
+            bail!(
+                "{}: not every live instance applied the switch within {timeout:?}; waiting for: {}",
+                context.name(),
+                pending.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Replay `context`'s events after `cursor` into `projector`, showing progress as `label`.
+    async fn replay_into(
+        &self,
+        context: BoundedContext,
+        from_position: i64,
+        projector: &Projector,
+        cursor: ScanCursor,
+        label: &str,
+    ) -> anyhow::Result<(ScanCursor, u64)> {
+        let filter = replay::filter(context, from_position);
+        let total = self.ledger.count(&filter).await?;
+        let mut progress = Progress::start(label, u64::try_from(total).unwrap_or_default());
+        let mut applied = 0;
+        let cursor = replay::replay(
+            &self.ledger,
+            projector,
+            &filter,
+            cursor,
+            &ReplayOptions::default(),
+            |p| {
+                applied = p.applied;
+                progress.update(p.applied, if p.caught_up { "caught up" } else { "" });
+            },
+        )
+        .await?;
+        progress.finish(applied, "done");
+        Ok((cursor, applied))
+    }
+
+    async fn rebuild(
+        &self,
+        context: BoundedContext,
+        from_position: i64,
+        timeout: Duration,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        let name = context.name();
+        let now = self.generations(context).await?;
+        if let Some(shadow) = now.shadow {
+            writeln!(
+                out,
+                "{name}: g{shadow} is left from an interrupted rebuild or switch; replaced"
+            )?;
+        }
+        let old = now.active;
+        let new = old.max(now.shadow.unwrap_or(0)) + 1;
+        let target = Target::generation(context, new);
+        writeln!(out, "{name}: rebuilding into g{new} while readers stay on g{old}")?;
+        self.storage.drop(target, &self.config).await?;
+        let projector = self.catalog.open(target).await?;
+        let shadowed = ReadModelGenerations {
+            active: old,
+            shadow: Some(new),
+        };
+        self.announce(context, shadowed, timeout, out).await?;
+        let started = Instant::now();
+        let replayed = self
+            .replay_into(context, from_position, &projector, ScanCursor::default(), name)
+            .await;
+        let (_, applied) = match replayed {
+            Ok(done) => done,
+            Err(error) => {
+                // Back to where it was; the half-built generation goes.
+                let restored = ReadModelGenerations {
+                    active: old,
+                    shadow: None,
+                };
+                if let Err(undo) = self.announce(context, restored, timeout, out).await {
+                    writeln!(
+                        out,
+                        "{name}: could not take g{new} out of the control plane: {undo:#}"
+                    )?;
+                }
+                self.storage.drop(target, &self.config).await?;
+                return Err(error.context(format!("the rebuild of {name} failed; readers stay on g{old}")));
+            }
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        // Readers move while the old generation is still written, then it is left alone.
+        let switching = ReadModelGenerations {
+            active: new,
+            shadow: Some(old),
+        };
+        self.announce(context, switching, timeout, out).await?;
+        let switched = ReadModelGenerations {
+            active: new,
+            shadow: None,
+        };
+        self.announce(context, switched, timeout, out).await?;
+        writeln!(
+            out,
+            "{name}: rebuilt g{new} from {applied} events in {elapsed:.1} s ({:.0} events/s); readers switched from g{old}; \
+             g{old} is kept until `control replay drop-old {name}`",
+            applied as f64 / elapsed.max(1e-9)
+        )?;
+        Ok(())
+    }
+
+    /// Whether `context`'s read model equals a fresh replay of the ledger.
+    async fn verify(&self, context: BoundedContext, out: &mut dyn Write) -> anyhow::Result<bool> {
+        let name = context.name();
+        let active = self.generations(context).await?.active;
+        let live = Target::generation(context, active);
+        let scratch = Target::scratch(context);
+        self.storage.drop(scratch, &self.config).await?;
+        let projector = self.catalog.open(scratch).await?;
+        let label = format!("{name} verify");
+        let (mut cursor, _) = self
+            .replay_into(context, 0, &projector, ScanCursor::default(), &label)
+            .await?;
+        let mut round = 1;
+        let (expected, differences) = loop {
+            let expected = self.storage.dump(scratch, &self.config).await?;
+            let found = self.storage.dump(live, &self.config).await?;
+            let differences = storage::diff(&expected, &found);
+            if differences.is_empty() || round == VERIFY_ROUNDS {
+                break (expected, differences);
+            }
+            // The live model may be a moment behind (or ahead of) the copy: catch both up.
+            round += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cursor = replay::replay(
+                &self.ledger,
+                &projector,
+                &replay::filter(context, 0),
+                cursor,
+                &ReplayOptions::default(),
+                |_| {},
+            )
+            .await?;
+        };
+        self.storage.drop(scratch, &self.config).await?;
+        if differences.is_empty() {
+            writeln!(
+                out,
+                "{name}: g{active} equals the ledger ({} rows compared)",
+                expected.len()
+            )?;
+            return Ok(true);
+        }
+        writeln!(
+            out,
+            "{name}: g{active} differs from the ledger in {} of {} rows:",
+            differences.len(),
+            expected.len()
+        )?;
+        for difference in differences.iter().take(MAX_LISTED) {
+            writeln!(out, "  {difference}")?;
+        }
+        if differences.len() > MAX_LISTED {
+            writeln!(out, "  … and {} more", differences.len() - MAX_LISTED)?;
+        }
+        Ok(false)
+    }
+
+    async fn drop_old(&self, context: BoundedContext, out: &mut dyn Write) -> anyhow::Result<()> {
+        let name = context.name();
+        let now = self.generations(context).await?;
+        let old: Vec<u32> = (0..now.active).filter(|g| Some(*g) != now.shadow).collect();
+        if old.is_empty() {
+            writeln!(out, "{name}: nothing to drop (readers use g{})", now.active)?;
+            return Ok(());
+        }
+        for generation in &old {
+            self.storage
+                .drop(Target::generation(context, *generation), &self.config)
+                .await?;
+        }
+        let names: Vec<String> = old.iter().map(|g| format!("g{g}")).collect();
+        writeln!(
+            out,
+            "{name}: dropped {} (readers use g{})",
+            names.join(", "),
+            now.active
+        )?;
+        Ok(())
+    }
+
+    async fn republish(
+        &self,
+        from: i64,
+        to: i64,
+        contexts: &[BoundedContext],
+        out: &mut dyn Write,
+    ) -> anyhow::Result<Outcome> {
+        if from > to {
+            bail!("--from {from} is after --to {to}");
+        }
+        let queued = self.ledger.requeue(from, to, contexts).await?;
+        writeln!(
+            out,
+            "queued {queued} events at positions {from}..={to} for the relay"
+        )?;
+        let mut progress = Progress::start("republish", queued);
+        let mut last_change = Instant::now();
+        let mut waiting = queued;
+        loop {
+            let left = u64::try_from(self.ledger.queued_between(from, to).await?).unwrap_or_default();
+            progress.update(queued.saturating_sub(left), "");
+            if left == 0 {
+                break;
+            }
+            if left < waiting {
+                (waiting, last_change) = (left, Instant::now());
+            } else if last_change.elapsed() > Duration::from_secs(30) {
+                progress.finish(queued - left, "stalled");
+                return Ok(Outcome::Failed(format!(
+                    "{left} events still wait in the outbox after 30 s without progress: is the relay running?"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        progress.finish(queued, "published");
+        Ok(Outcome::Done)
+    }
+}
