@@ -49,7 +49,7 @@ impl Fixture {
 
     /// `target`'s storage created, and the configuration pointing at it.
     async fn create(&self, target: Target) -> anyhow::Result<Config> {
-        self.storage.create(target, &self.config).await?;
+        target.open(&self.session, &self.config).await?;
         Ok(target.config(&self.config))
     }
 

@@ -201,31 +201,6 @@ impl Storage {
         })
     }
 
-    /// Create `target`'s keyspace and its read model's tables (idempotent). The users read
-    /// model needs nothing created: its collection has no index besides `_id`, and MongoDB
-    /// creates a collection on its first write.
-    pub async fn create(&self, target: Target, config: &Config) -> Result<(), StoreError> {
-        let at = target.config(config);
-        let keyspace = at.cassandra.keyspace.as_str();
-        let session = self.session.as_ref();
-        match target.context {
-            BoundedContext::Users => return Ok(()),
-            BoundedContext::Jobs => {
-                cassandra::ensure_schema(session, &at.cassandra).await?;
-                read_models::jobs::ensure_schema(session, keyspace).await?;
-            }
-            BoundedContext::Contracts => {
-                cassandra::ensure_schema(session, &at.cassandra).await?;
-                read_models::contracts::ensure_schema(session, keyspace).await?;
-            }
-            BoundedContext::Payments => {
-                cassandra::ensure_schema(session, &at.cassandra).await?;
-                read_models::payments::ensure_schema(session, keyspace).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Remove everything of `target`'s read model in `target`: a dedicated target loses its
     /// keyspace, its database and every key under its prefix; the shared generation 0 loses
     /// only this read model's tables, collection and key families (caches included).
