@@ -65,8 +65,8 @@ pub fn describe(setting: &Setting) -> (String, String) {
             if *disabled { "disabled" } else { "enabled" }.to_owned()
         }
         Setting::LogLevel(filter) => filter.clone(),
-        Setting::ReadModel { generations, .. } => match generations.shadow {
-            Some(shadow) => format!("g{} (also writing g{shadow})", generations.active),
+        Setting::ReadModel { generations, .. } => match generations.paused_until {
+            Some(until) => format!("g{} (paused until {})", generations.active, time(until)),
             None => format!("g{}", generations.active),
         },
     };

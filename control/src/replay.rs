@@ -3,19 +3,22 @@
 //! drop generations no longer read, republish a ledger range.
 //!
 //! A rebuild, step by step:
-//! 1. Generation n+1 is created empty, and the control plane names it the *shadow* of the read
-//!    model: every live projector writes it too from the next event on (readers stay on n).
-//! 2. Once every live instance reports that applied, the ledger is replayed into n+1 from the
-//!    start (or `--from-position`), in commit-safe order, to its end: whatever a projector
-//!    handled before it wrote n+1 was committed before, so the replay has it; whatever it
-//!    handles later it writes to n+1 itself. Writes are version-guarded, so both meeting on a
-//!    row is harmless.
-//! 3. n+1 becomes *active* with n as the shadow (readers move; n stays written while they do),
-//!    then the shadow is cleared. n is kept until `drop-old`.
+//! 1. Generation n+1 is created empty and the ledger is replayed into it from the start (or
+//!    `--from-position`), in commit-safe order, while the live projector keeps writing n and
+//!    readers read n. Nobody else writes n+1.
+//! 2. Handover: the control plane pauses the read model's projector (it holds its next event;
+//!    a deadline, so a rebuild that dies here cannot stop it for good). Once every live
+//!    instance reports that, the replay reads what was committed meanwhile, to the end: every
+//!    event the projector handled was committed before it paused, so n+1 misses nothing.
+//! 3. n+1 is named active (query-api switches its stores; the projector will write n+1), and
+//!    after a moment for the readers the pause ends: the projector goes on from its offset
+//!    into n+1, where what it handles again is recognised by version. n is kept until
+//!    `drop-old`.
 //!
 //! The replay applies the projectors' own handlers and publishes nothing: sagas never see it.
 
 use anyhow::{Context as _, bail};
+use chrono::Utc;
 use domain::BoundedContext;
 use infra::{
     config::Config,
@@ -42,6 +45,11 @@ use crate::{
     send::{self, issued_by},
 };
 
+/// How long query-api is given to open the new generation after every instance reported the
+/// switch, before the projector writes it.
+const SWITCH_GRACE: Duration = Duration::from_secs(1);
+/// The longest a projector holds its events during a handover.
+const PAUSE_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Differences listed at most.
 const MAX_LISTED: usize = 50;
 /// Rounds of catching the scratch copy up and comparing again before differences count: the
@@ -172,21 +180,21 @@ impl<'a> Replayer<'a> {
         .await?;
         let heartbeat = Duration::from_millis(self.cli.control.heartbeat_ms);
         let (progress, done) = send::wait_applied(&self.cli.kafka, heartbeat, &message, timeout).await?;
-        let shadow = generations
-            .shadow
-            .map(|g| format!(", also writing g{g}"))
+        let paused = generations
+            .paused_until
+            .map(|until| format!(", projector paused until {}", crate::output::time(until)))
             .unwrap_or_default();
         if progress.is_empty() {
             writeln!(
                 out,
-                "{}: read from g{}{shadow} (no live instance)",
+                "{}: g{} active{paused} (no live instance)",
                 context.name(),
                 generations.active
             )?;
         } else if done {
             writeln!(
                 out,
-                "{}: read from g{}{shadow} (applied by {} live instances)",
+                "{}: g{} active{paused} (applied by {} live instances)",
                 context.name(),
                 generations.active,
                 progress.applied.len()
@@ -212,7 +220,12 @@ impl<'a> Replayer<'a> {
         label: &str,
     ) -> anyhow::Result<(ScanCursor, u64)> {
         let filter = replay::filter(context, from_position);
-        let total = self.ledger.count(&filter).await?;
+        // From the start: about the filter's count; a tail: unknown until read.
+        let total = if cursor == ScanCursor::default() {
+            self.ledger.count(&filter).await?
+        } else {
+            0
+        };
         let mut progress = Progress::start(label, u64::try_from(total).unwrap_or_default());
         let mut applied = 0;
         let cursor = replay::replay(
@@ -223,7 +236,7 @@ impl<'a> Replayer<'a> {
             &ReplayOptions::default(),
             |p| {
                 applied = p.applied;
-                progress.update(p.applied, if p.caught_up { "caught up" } else { "" });
+                progress.update(p.applied, "");
             },
         )
         .await?;
@@ -239,63 +252,63 @@ impl<'a> Replayer<'a> {
         out: &mut dyn Write,
     ) -> anyhow::Result<()> {
         let name = context.name();
-        let now = self.generations(context).await?;
-        if let Some(shadow) = now.shadow {
-            writeln!(
-                out,
-                "{name}: g{shadow} is left from an interrupted rebuild or switch; replaced"
-            )?;
-        }
-        let old = now.active;
-        let new = old.max(now.shadow.unwrap_or(0)) + 1;
+        let old = self.generations(context).await?.active;
+        let new = old + 1;
         let target = Target::generation(context, new);
         writeln!(out, "{name}: rebuilding into g{new} while readers stay on g{old}")?;
+        // A generation left by an interrupted rebuild goes first.
         self.storage.drop(target, &self.config).await?;
         let projector = self.catalog.open(target).await?;
-        let shadowed = ReadModelGenerations {
-            active: old,
-            shadow: Some(new),
-        };
-        self.announce(context, shadowed, timeout, out).await?;
         let started = Instant::now();
-        let replayed = self
+        let (cursor, applied) = self
             .replay_into(context, from_position, &projector, ScanCursor::default(), name)
-            .await;
-        let (_, applied) = match replayed {
-            Ok(done) => done,
-            Err(error) => {
-                // Back to where it was; the half-built generation goes.
-                let restored = ReadModelGenerations {
-                    active: old,
-                    shadow: None,
-                };
-                if let Err(undo) = self.announce(context, restored, timeout, out).await {
-                    writeln!(
-                        out,
-                        "{name}: could not take g{new} out of the control plane: {undo:#}"
-                    )?;
-                }
-                self.storage.drop(target, &self.config).await?;
-                return Err(error.context(format!("the rebuild of {name} failed; readers stay on g{old}")));
+            .await?;
+
+        let pause = Utc::now() + PAUSE_FOR;
+        let paused = |active| ReadModelGenerations {
+            active,
+            paused_until: Some(pause),
+        };
+        self.announce(context, paused(old), timeout, out).await?;
+        let paused_at = Instant::now();
+        let handover = async {
+            let (_, caught_up) = self
+                .replay_into(
+                    context,
+                    from_position,
+                    &projector,
+                    cursor,
+                    &format!("{name} tail"),
+                )
+                .await?;
+            if Utc::now() >= pause {
+                bail!("the handover outlasted the projector's pause ({PAUSE_FOR}); try again");
             }
+            self.announce(context, paused(new), timeout, out).await?;
+            // An instance reports a setting once it has taken it; query-api opens the new
+            // generation's stores right after.
+            tokio::time::sleep(SWITCH_GRACE).await;
+            anyhow::Ok(caught_up)
+        }
+        .await;
+        let (active, result) = match handover {
+            Ok(caught_up) => (new, Ok(applied + caught_up)),
+            Err(error) => (old, Err(error)),
         };
+        let resumed = ReadModelGenerations {
+            active,
+            paused_until: None,
+        };
+        self.announce(context, resumed, timeout, out).await?;
+        let applied =
+            result.with_context(|| format!("the rebuild of {name} failed; readers stay on g{old}"))?;
         let elapsed = started.elapsed().as_secs_f64();
-        // Readers move while the old generation is still written, then it is left alone.
-        let switching = ReadModelGenerations {
-            active: new,
-            shadow: Some(old),
-        };
-        self.announce(context, switching, timeout, out).await?;
-        let switched = ReadModelGenerations {
-            active: new,
-            shadow: None,
-        };
-        self.announce(context, switched, timeout, out).await?;
         writeln!(
             out,
-            "{name}: rebuilt g{new} from {applied} events in {elapsed:.1} s ({:.0} events/s); readers switched from g{old}; \
-             g{old} is kept until `control replay drop-old {name}`",
-            applied as f64 / elapsed.max(1e-9)
+            "{name}: rebuilt g{new} from {applied} events in {elapsed:.1} s ({:.0} events/s), projector paused {:.1} s for \
+             the handover; readers switched from g{old}, kept until `control replay drop-old {name}`",
+            applied as f64 / elapsed.max(1e-9),
+            paused_at.elapsed().as_secs_f64()
         )?;
         Ok(())
     }
@@ -360,7 +373,7 @@ impl<'a> Replayer<'a> {
     async fn drop_old(&self, context: BoundedContext, out: &mut dyn Write) -> anyhow::Result<()> {
         let name = context.name();
         let now = self.generations(context).await?;
-        let old: Vec<u32> = (0..now.active).filter(|g| Some(*g) != now.shadow).collect();
+        let old: Vec<u32> = (0..now.active).collect();
         if old.is_empty() {
             writeln!(out, "{name}: nothing to drop (readers use g{})", now.active)?;
             return Ok(());

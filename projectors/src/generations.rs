@@ -1,98 +1,111 @@
 //! A live projector follows the control plane's `read_model:<context>` setting (DESIGN §8,
-//! blue/green): it writes the active generation of its read model and, while one is named,
-//! the shadow generation too (the one being rebuilt, or the one readers are leaving).
+//! blue/green): it writes the active generation of its read model, opening a newly named one
+//! before its next event, and holds its events while a rebuild hands over (`paused_until`).
 //!
-//! The setting is looked at before each event, and a newly named generation is opened before
-//! that event is applied: once an instance reports the setting applied, every event it handles
-//! from then on reaches the new generation. Whatever it handled before was committed before,
-//! so a rebuild that starts reading the ledger after every instance reported is complete.
+//! One writer per generation at a time: a rebuild replays the ledger into a fresh generation
+//! that no projector writes; at the handover the projector holds its next event, the rebuild
+//! reads what was committed meanwhile, names the new generation active, and the projector goes
+//! on from its offset into it. Two writers racing on a fresh generation could apply a newer
+//! version of a stream before the older ones and (version guard) lose those for good.
 
+use chrono::Utc;
 use domain::BoundedContext;
 use infra::{
-    control::{ReadModelGenerations, Settings},
+    control::Settings,
     kafka::consumer::{EventHandler, HandlerError},
     ledger::RecordedEvent,
     read_models::generation::Target,
 };
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 use tokio::sync::{Mutex, watch};
 
 use crate::catalog::{Catalog, Projector};
 
-/// The generations written now.
+/// The generation written now.
 struct Open {
-    wanted: ReadModelGenerations,
-    writers: Vec<(u32, Arc<Projector>)>,
+    generation: u32,
+    projector: Arc<Projector>,
 }
 
-/// The projector of one read model across its generations.
+/// The projector of one read model, following its generations.
 pub struct Generations {
     context: BoundedContext,
     catalog: Catalog,
     settings: watch::Receiver<Settings>,
+    stopped: watch::Receiver<bool>,
     open: Mutex<Open>,
 }
 
 impl Generations {
-    /// Open the generations `settings` name for `context` now.
+    /// Open the generation `settings` make active for `context` now; `stopped` ends a pause.
     pub async fn open(
         catalog: Catalog,
         context: BoundedContext,
         settings: watch::Receiver<Settings>,
+        stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
-        let wanted = settings.borrow().read_model(context.name());
-        let writers = open_writers(&catalog, context, wanted, &[]).await?;
+        let generation = settings.borrow().read_model(context.name()).active;
+        let projector = Arc::new(catalog.open(Target::generation(context, generation)).await?);
         Ok(Self {
             context,
             catalog,
             settings,
-            open: Mutex::new(Open { wanted, writers }),
+            stopped,
+            open: Mutex::new(Open {
+                generation,
+                projector,
+            }),
         })
     }
 
-    /// The projectors to write now, opening generations newly named.
-    async fn writers(&self) -> Result<Vec<(u32, Arc<Projector>)>, HandlerError> {
-        let wanted = self.settings.borrow().read_model(self.context.name());
-        let mut open = self.open.lock().await;
-        if open.wanted != wanted {
-            open.writers = open_writers(&self.catalog, self.context, wanted, &open.writers)
-                .await
-                .map_err(|error| HandlerError::from(format!("{error:#}")))?;
-            open.wanted = wanted;
+    /// Hold while the read model is paused; an error if the process stops meanwhile (the event
+    /// is not acknowledged and comes again).
+    async fn unpaused(&self) -> Result<(), HandlerError> {
+        let (mut settings, mut stopped) = (self.settings.clone(), self.stopped.clone());
+        loop {
+            let until = settings
+                .borrow_and_update()
+                .read_model(self.context.name())
+                .paused_until;
+            let left = match until {
+                Some(until) if until > Utc::now() => (until - Utc::now()).to_std().unwrap_or_default(),
+                _ => return Ok(()),
+            };
             tracing::info!(
                 context = self.context.name(),
-                active = wanted.active,
-                shadow = ?wanted.shadow,
-                "read model generations followed"
+                ?until,
+                "read model paused for a handover"
             );
+            tokio::select! {
+                () = tokio::time::sleep(left.min(Duration::from_secs(1))) => {}
+                _ = settings.changed() => {}
+                _ = stopped.changed() => return Err("stopping while the read model is paused".into()),
+            }
         }
-        Ok(open.writers.clone())
     }
-}
 
-/// The projectors of `wanted`'s generations: those of `already` kept, the others opened.
-async fn open_writers(
-    catalog: &Catalog,
-    context: BoundedContext,
-    wanted: ReadModelGenerations,
-    already: &[(u32, Arc<Projector>)],
-) -> anyhow::Result<Vec<(u32, Arc<Projector>)>> {
-    let mut writers = Vec::new();
-    for generation in std::iter::once(wanted.active).chain(wanted.shadow) {
-        let projector = match already.iter().find(|(g, _)| *g == generation) {
-            Some((_, projector)) => projector.clone(),
-            None => Arc::new(catalog.open(Target::generation(context, generation)).await?),
-        };
-        writers.push((generation, projector));
+    /// The projector of the active generation, opened if newly named.
+    async fn projector(&self) -> Result<Arc<Projector>, HandlerError> {
+        let active = self.settings.borrow().read_model(self.context.name()).active;
+        let mut open = self.open.lock().await;
+        if open.generation != active {
+            let target = Target::generation(self.context, active);
+            open.projector = Arc::new(
+                self.catalog
+                    .open(target)
+                    .await
+                    .map_err(|error| HandlerError::from(format!("{error:#}")))?,
+            );
+            open.generation = active;
+            tracing::info!(%target, "projecting into a new generation");
+        }
+        Ok(open.projector.clone())
     }
-    Ok(writers)
 }
 
 impl EventHandler for Generations {
     async fn handle(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        for (_, projector) in self.writers().await? {
-            projector.handle(event).await?;
-        }
-        Ok(())
+        self.unpaused().await?;
+        self.projector().await?.handle(event).await
     }
 }

@@ -9,8 +9,8 @@
 //! - [`payments`]: wallets, payment requests and withdrawals → Redis wallets, recent
 //!   transactions and withdrawal statuses; Cassandra payment requests by id, client, freelancer.
 //! - [`catalog`]: opening a read model's projector into one storage generation.
-//! - [`generations`]: a live projector writing the generations the control plane names
-//!   (blue/green rebuilds).
+//! - [`generations`]: a live projector writing the generation the control plane names, held
+//!   while a rebuild hands over (blue/green).
 //! - [`replay`]: applying the ledger to a read model (rebuilds and verification).
 //! - [`runner`]: starts every projector and the health/metrics endpoint.
 

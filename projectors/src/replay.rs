@@ -8,7 +8,7 @@ use domain::BoundedContext;
 use futures::future::try_join_all;
 use infra::{
     kafka::consumer::{EventHandler, HandlerError},
-    ledger::{Ledger, LedgerError, RecordedEvent, ScanCursor, ScanFilter},
+    ledger::{Ledger, LedgerError, RecordedEvent, ScanCursor, ScanFilter, TransactionHorizon},
 };
 use std::{
     collections::HashMap,
@@ -68,8 +68,6 @@ pub struct ReplayProgress {
     pub applied: u64,
     /// The cursor after the last batch.
     pub cursor: ScanCursor,
-    /// Whether it has read everything committed when it started (it may go on catching up).
-    pub caught_up: bool,
 }
 
 /// The events of `context`'s read model from `from_position` on.
@@ -80,9 +78,10 @@ pub fn filter(context: BoundedContext, from_position: i64) -> ScanFilter {
     }
 }
 
-/// Apply every event `filter` selects after `cursor` to `projector`, until the ledger has no
-/// more: every transaction that had started when this was called has finished and been read.
-/// Calls `progress` after each batch. Returns where it stopped, to go on from there later.
+/// Apply every event `filter` selects after `cursor` to `projector`, until every transaction
+/// that had started when this was called is read (later ones are left to the next call: with a
+/// steady stream of commands there is always more). Calls `progress` after each batch. Returns
+/// where it stopped, to go on from there later.
 pub async fn replay(
     ledger: &Ledger,
     projector: &Projector,
@@ -93,40 +92,52 @@ pub async fn replay(
 ) -> Result<ScanCursor, ReplayError> {
     let started = ledger.transaction_horizon().await?.next;
     let mut applied = 0u64;
-    let mut batch = ledger.scan(filter, cursor, options.batch).await?;
+    let mut fetched = fetch(ledger, filter, cursor, options.batch).await?;
     loop {
-        let short = (batch.len() as i64) < options.batch;
-        // Known before the next read: if every transaction that had started is over by now,
-        // a short batch read after it means the ledger is read to its end.
-        let horizon = if short {
-            Some(ledger.transaction_horizon().await?)
-        } else {
-            None
-        };
+        let (horizon, batch) = fetched;
+        // Every transaction that had started was over before this batch was read, and the
+        // batch holds the rest of theirs (it is not full, or it reaches a later transaction).
+        let done = horizon.oldest_running >= started
+            && ((batch.len() as i64) < options.batch
+                || batch.last().is_some_and(|(c, _)| c.transaction >= started));
         let next_cursor = batch.last().map_or(cursor, |(c, _)| *c);
-        let (next, done) = tokio::join!(
-            ledger.scan(filter, next_cursor, options.batch),
-            apply(projector, &batch, options)
-        );
-        done?;
+        if batch.is_empty() && !done {
+            // Transactions still running: wait for them.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            fetched = fetch(ledger, filter, cursor, options.batch).await?;
+            continue;
+        }
+        let next = if done {
+            apply(projector, &batch, options).await?;
+            None
+        } else {
+            // The next batch is read while this one is applied.
+            let (next, applied) = tokio::join!(
+                fetch(ledger, filter, next_cursor, options.batch),
+                apply(projector, &batch, options)
+            );
+            applied?;
+            Some(next?)
+        };
         applied += batch.len() as u64;
         cursor = next_cursor;
-        let caught_up = horizon.is_some_and(|h| h.oldest_running >= started);
-        progress(ReplayProgress {
-            applied,
-            cursor,
-            caught_up,
-        });
-        batch = next?;
-        if caught_up && batch.is_empty() {
-            return Ok(cursor);
-        }
-        if short && batch.is_empty() {
-            // Waiting for transactions still running (or a tail that is empty).
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            batch = ledger.scan(filter, cursor, options.batch).await?;
+        progress(ReplayProgress { applied, cursor });
+        match next {
+            Some(next) => fetched = next,
+            None => return Ok(cursor),
         }
     }
+}
+
+/// The transaction horizon, then a batch read after it.
+async fn fetch(
+    ledger: &Ledger,
+    filter: &ScanFilter,
+    cursor: ScanCursor,
+    limit: i64,
+) -> Result<(TransactionHorizon, Vec<(ScanCursor, RecordedEvent)>), ReplayError> {
+    let horizon = ledger.transaction_horizon().await?;
+    Ok((horizon, ledger.scan(filter, cursor, limit).await?))
 }
 
 /// Apply one batch: streams in parallel lanes, each stream's events in order.

@@ -57,7 +57,8 @@ impl Projectors {
         let (stop, stopped) = watch::channel(false);
         let mut consumers = JoinSet::new();
         for context in BoundedContext::ALL {
-            let handler = Generations::open(catalog.clone(), context, control.settings()).await?;
+            let handler =
+                Generations::open(catalog.clone(), context, control.settings(), stopped.clone()).await?;
             spawn_projector(
                 &mut consumers,
                 (&config.kafka, &control, &limit),

@@ -40,8 +40,8 @@ pub enum Setting {
     },
     /// The `tracing` filter, e.g. `debug` or `info,infra::kafka=debug`.
     LogLevel(String),
-    /// Which storage generation of a read model readers use, and the one projectors also write
-    /// (DESIGN §8, blue/green); addressed to `all`.
+    /// Which storage generation of a read model is read and written, and whether its projector
+    /// is paused for a rebuild's handover (DESIGN §8, blue/green); addressed to `all`.
     ReadModel {
         /// The read model (its context's name, e.g. `jobs`).
         projection: String,
@@ -51,14 +51,16 @@ pub enum Setting {
     },
 }
 
-/// The storage generations of one read model (see [`crate::read_models::generation`]).
+/// Where one read model is read and written (see [`crate::read_models::generation`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadModelGenerations {
-    /// Read by query-api and written by the projector.
+    /// The generation query-api reads and the projector writes.
     pub active: u32,
-    /// Written by the projector as well, read by nobody: the generation being rebuilt, or,
-    /// for the moments of a switch, the one readers are leaving.
-    pub shadow: Option<u32>,
+    /// Until then the projector writes nothing of this read model (it holds its next event):
+    /// the moment a rebuild hands over to it. A deadline, not a flag, so that a rebuild that
+    /// dies there cannot stop the projector for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<DateTime<Utc>>,
 }
 
 impl Setting {

@@ -275,6 +275,21 @@ async fn a_rebuild_while_commands_keep_arriving_misses_and_doubles_nothing() -> 
     let world = Arc::new(World::new().await?);
     let first = world.job(&world.client).await?;
     world.deposit(&world.client, 100).await?;
+    let paths = [
+        "/api/v1/jobs/me",
+        "/api/v1/payments/wallet",
+        "/api/v1/users/me/profile",
+    ];
+    for path in paths {
+        until(Duration::from_secs(20), || async {
+            expect::<Value>(
+                world.platform.get(path, &world.client.token).await?,
+                StatusCode::OK,
+            )
+            .await
+        })
+        .await?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     // Writers: jobs posted and deposits made all along.
     let writer = tokio::spawn({
@@ -285,6 +300,8 @@ async fn a_rebuild_while_commands_keep_arriving_misses_and_doubles_nothing() -> 
                 jobs.push(world.job(&world.client).await?);
                 world.deposit(&world.client, 100).await?;
                 deposited += 100;
+                // A steady stream the debug build's projectors keep up with.
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             anyhow::Ok((jobs, deposited))
         }
@@ -333,7 +350,7 @@ async fn a_rebuild_while_commands_keep_arriving_misses_and_doubles_nothing() -> 
 
     // After the switch: every job once, the balance of every deposit.
     let posted: HashSet<String> = jobs.iter().cloned().collect();
-    until(Duration::from_secs(20), || async {
+    until(Duration::from_secs(60), || async {
         let mut listed = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -347,7 +364,7 @@ async fn a_rebuild_while_commands_keep_arriving_misses_and_doubles_nothing() -> 
             )
             .await?;
             for item in page["items"].as_array().context("items")? {
-                listed.push(item["id"].as_str().context("id")?.to_owned());
+                listed.push(item["job_id"].as_str().context("job_id")?.to_owned());
             }
             match page["next_page_token"].as_str() {
                 Some(t) => token = Some(t.to_owned()),
