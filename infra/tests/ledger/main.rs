@@ -11,4 +11,5 @@ mod idempotency;
 mod loading;
 mod relay;
 mod reservations;
+mod scan;
 mod upcasters;
