@@ -149,3 +149,81 @@ async fn a_running_relay_publishes_appends_as_they_commit() {
             .all(|e| e.stream_type == "counter" && e.event_type == "Incremented")
     );
 }
+
+/// Insert event `version` of wallet `stream` as it is stored (the relay never decodes a
+/// payload), outside the outbox; its position.
+async fn stored_wallet_event(ledger: &infra::ledger::Ledger, stream: Uuid, version: i64) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, payload, metadata)
+         SELECT $1, 'wallet', $2, event_type, schema_version, payload, metadata FROM events LIMIT 1
+         RETURNING global_position",
+    )
+    .bind(stream)
+    .bind(version)
+    .fetch_one(&ledger.pool())
+    .await
+    .expect("a stored wallet event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_republished_range_reaches_the_topic_again_and_consumers_skip_what_they_applied() {
+    let env = test_env().await;
+    let ledger = env.ledger().await.expect("ledger");
+    let relay = Relay::new(ledger.clone(), &env.config.kafka, 50).expect("relay");
+    append(&ledger, Uuid::now_v7(), ExpectedVersion::NoStream, 2)
+        .await
+        .expect("events of another context");
+    relay.run_until_idle().await.expect("published");
+    let wallet = Uuid::now_v7();
+    let mut positions = Vec::new();
+    for version in 1..=3 {
+        positions.push(stored_wallet_event(&ledger, wallet, version).await);
+    }
+    let (from, to) = (1, *positions.last().expect("three"));
+    let payments = [domain::BoundedContext::Payments];
+
+    let collector = Arc::new(Collector::default());
+    let consumer = RunningConsumer::start(&env, "republished", collector.clone());
+    assert_eq!(
+        ledger.requeue(from, to, &payments).await.expect("requeue"),
+        3,
+        "only the payments events of the range"
+    );
+    assert_eq!(relay.run_until_idle().await.expect("publish"), 3);
+    assert_eq!(outbox_len(&ledger).await, 0);
+    assert_eq!(ledger.queued_between(from, to).await.expect("queued"), 0);
+    let of_wallet = |collector: &Collector| -> Vec<i64> {
+        collector
+            .events()
+            .iter()
+            .filter(|e| e.stream_id == wallet)
+            .map(|e| e.version)
+            .collect()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the wallet's events to arrive",
+        || async { of_wallet(&collector).len() == 3 },
+    )
+    .await;
+
+    // Again: the consumer has applied them and skips them; a new event behind them (same
+    // stream, same partition) shows they went by.
+    assert_eq!(ledger.requeue(from, to, &payments).await.expect("requeue"), 3);
+    let fourth = stored_wallet_event(&ledger, wallet, 4).await;
+    assert_eq!(
+        ledger.requeue(fourth, fourth, &payments).await.expect("requeue"),
+        1
+    );
+    assert_eq!(relay.run_until_idle().await.expect("publish"), 4);
+    eventually(Duration::from_secs(30), "the fourth event to arrive", || async {
+        of_wallet(&collector).len() >= 4
+    })
+    .await;
+    consumer.stop().await;
+    assert_eq!(
+        of_wallet(&collector),
+        vec![1, 2, 3, 4],
+        "each event applied once, in order"
+    );
+}
