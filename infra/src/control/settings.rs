@@ -168,6 +168,33 @@ mod tests {
     }
 
     #[test]
+    fn each_read_model_has_its_own_generation_and_pause() {
+        let mut desired = Desired::new("projectors");
+        let read_model = |projection: &str, active, paused: bool| Setting::ReadModel {
+            projection: projection.into(),
+            generations: ReadModelGenerations {
+                active,
+                paused_until: paused.then(chrono::Utc::now),
+            },
+        };
+        assert_eq!(
+            desired.settings().read_model("jobs"),
+            ReadModelGenerations::default()
+        );
+        desired.apply(at(ALL, read_model("jobs", 1, true), 1));
+        desired.apply(at(ALL, read_model("users", 3, false), 2));
+        desired.apply(at(ALL, read_model("jobs", 2, false), 3));
+        let settings = desired.settings();
+        assert_eq!(settings.read_model("jobs").active, 2);
+        assert_eq!(settings.read_model("jobs").paused_until, None);
+        assert_eq!(settings.read_model("users").active, 3);
+        assert_eq!(settings.read_model("payments").active, 0);
+        let json = serde_json::to_value(at(ALL, read_model("jobs", 2, false), 4)).expect("encode");
+        assert_eq!(json["value"]["projection"], "jobs");
+        assert_eq!(json["value"]["active"], 2);
+    }
+
+    #[test]
     fn commands_are_disabled_one_by_one() {
         let mut desired = Desired::new("command-api");
         let disabled = |command: &str, disabled| Setting::CommandDisabled {
