@@ -1,5 +1,5 @@
-//! The storage of one read model in one [`Target`] (DESIGN §8, blue/green rebuilds): create it,
-//! drop it, and dump every row of it in a canonical, comparable form ([`Dump`], [`diff`]), so a
+//! The storage of one read model in one [`Target`] (DESIGN §8, blue/green rebuilds): drop it,
+//! and dump every row of it in a canonical, comparable form ([`Dump`], [`diff`]), so a
 //! rebuilt generation or the `replay verify` scratch copy can be checked against another one.
 //!
 //! What each read model owns (the catalogue below; [`tables`] lists the tables):
