@@ -52,9 +52,8 @@ const SWITCH_GRACE: Duration = Duration::from_secs(1);
 const PAUSE_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Differences listed at most.
 const MAX_LISTED: usize = 50;
-/// Rounds of catching the scratch copy up and comparing again before differences count: the
-/// live model may lag the ledger by a moment.
-const VERIFY_ROUNDS: u32 = 5;
+/// How long `verify` compares again while the differences stop shrinking before they count.
+const VERIFY_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Run a `control replay` command.
 pub async fn command(cli: &Cli, command: &ReplayCommand, out: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -325,16 +324,19 @@ impl<'a> Replayer<'a> {
         let (mut cursor, _) = self
             .replay_into(context, 0, &projector, ScanCursor::default(), &label)
             .await?;
-        let mut round = 1;
+        // The live model may be behind the ledger (projector lag) or a moment ahead of the
+        // copy: compare again, the copy caught up, while the differences keep shrinking.
+        let (mut fewest, mut improved) = (usize::MAX, Instant::now());
         let (expected, differences) = loop {
             let expected = self.storage.dump(scratch, &self.config).await?;
             let found = self.storage.dump(live, &self.config).await?;
             let differences = storage::diff(&expected, &found);
-            if differences.is_empty() || round == VERIFY_ROUNDS {
+            if differences.len() < fewest {
+                (fewest, improved) = (differences.len(), Instant::now());
+            }
+            if differences.is_empty() || improved.elapsed() >= VERIFY_PATIENCE {
                 break (expected, differences);
             }
-            // The live model may be a moment behind (or ahead of) the copy: catch both up.
-            round += 1;
             tokio::time::sleep(Duration::from_secs(1)).await;
             cursor = replay::replay(
                 &self.ledger,
