@@ -268,9 +268,9 @@ impl<'a> Replayer<'a> {
             active,
             paused_until: Some(pause),
         };
-        self.announce(context, paused(old), timeout, out).await?;
         let paused_at = Instant::now();
         let handover = async {
+            self.announce(context, paused(old), timeout, out).await?;
             let (_, caught_up) = self
                 .replay_into(
                     context,

@@ -58,7 +58,10 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
-use tokio::task::JoinSet;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    task::JoinSet,
+};
 use uuid::Uuid;
 
 /// What to measure, and how much.
@@ -185,19 +188,23 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let (storage, catalog) = connect_stores(&env.config).await?;
 
+    let mut terminate = signal(SignalKind::terminate())?;
     let mut targets = Vec::new();
+    // Interrupted (Ctrl-C) or terminated: stop measuring, clean up all the same.
     let outcome = tokio::select! {
         outcome = measure(&ledger, &env.config, (&storage, &catalog), &stores, &args, &mut targets) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        _ = terminate.recv() => Err(anyhow!("terminated")),
     };
     if let Ok(rows) = &outcome {
         report(rows, &args, &env, peak_resettable);
     }
-    if args.keep {
+    let cleaned = if args.keep {
         eprintln!(
             "kept {}; remove it with `replay_bench --clean-up {}`",
             env.namespace, env.namespace
         );
+        Ok(())
     } else {
         clean_up(
             &env.namespace,
@@ -206,9 +213,15 @@ async fn main() -> anyhow::Result<()> {
             (&storage, &catalog),
             &targets,
         )
-        .await?;
+        .await
+    };
+    // The benchmark's own failure first; a failed cleanup after a failure is only reported.
+    if outcome.is_err()
+        && let Err(error) = &cleaned
+    {
+        eprintln!("the cleanup failed too: {error:#}");
     }
-    outcome.map(drop)
+    outcome.and(cleaned)
 }
 
 /// Handles on the three stores: for dropping targets, and for opening projectors into them.
