@@ -36,11 +36,13 @@ impl Application {
         let session = cassandra::connect(&config.cassandra)
             .await
             .context("could not connect to Cassandra (WORKUP_CASSANDRA_NODES)")?;
-        // Generation 0 of every read model; then the ones the control plane names.
-        let open = |context| {
+        // Every read model at the generation the control plane makes active.
+        let settings = control.settings();
+        let serving = settings.borrow().clone();
+        let open = |context: BoundedContext| {
             let (session, config) = (&session, &config);
+            let target = Target::generation(context, serving.read_model(context.name()).active);
             async move {
-                let target = Target::generation(context, 0);
                 target
                     .open(session, config)
                     .await
@@ -71,7 +73,7 @@ impl Application {
             payments,
             media: infra::media::MediaStore::new(&config.media.dir),
         };
-        let live = LiveState::follow(state, config.clone(), session, control.settings()).await?;
+        let live = LiveState::follow(state, &serving, config.clone(), session, settings);
         let router = routes::router(live, &control, &config.http);
         let address = format!("{}:{}", config.http.host, config.http.query_api_port);
         let listener = TcpListener::bind(&address)

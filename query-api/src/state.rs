@@ -64,28 +64,19 @@ impl LiveState {
         AppState::clone(&self.0.load())
     }
 
-    /// Serve `state` with every read model at the generation `settings` make active, and keep
-    /// following them; `config` and `session` open the generations.
-    pub async fn follow(
+    /// Serve `state`, whose read models are at the generations `serving` makes active, and
+    /// follow `settings` from there; `config` and `session` open the generations named later.
+    pub fn follow(
         state: AppState,
+        serving: &Settings,
         config: Config,
         session: Arc<Session>,
         mut settings: watch::Receiver<Settings>,
-    ) -> anyhow::Result<Self> {
-        let mut serving: BTreeMap<&str, u32> = BoundedContext::ALL.iter().map(|c| (c.name(), 0)).collect();
-        let mut state = state;
-        let wanted = settings.borrow_and_update().clone();
-        for context in BoundedContext::ALL {
-            let active = wanted.read_model(context.name()).active;
-            if active != 0 {
-                state = state.with(
-                    Target::generation(context, active)
-                        .open(&session, &config)
-                        .await?,
-                );
-                serving.insert(context.name(), active);
-            }
-        }
+    ) -> Self {
+        let mut serving: BTreeMap<&str, u32> = BoundedContext::ALL
+            .iter()
+            .map(|c| (c.name(), serving.read_model(c.name()).active))
+            .collect();
         let live = Self(Arc::new(ArcSwap::from_pointee(state)));
         let follower = live.clone();
         tokio::spawn(async move {
@@ -110,7 +101,7 @@ impl LiveState {
                 }
             }
         });
-        Ok(live)
+        live
     }
 }
 
