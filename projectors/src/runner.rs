@@ -45,10 +45,8 @@ impl Projectors {
             .await
             .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;
         let catalog = Catalog::connect(config.clone()).await?;
+        // Each generation's schema is created where it is opened (`Target::open`).
         let session = catalog.session().clone();
-        cassandra::ensure_schema(&session, &config.cassandra)
-            .await
-            .context("could not create the Cassandra schema")?;
         let db = mongo::connect(&config.mongo)
             .await
             .context("could not connect to MongoDB (WORKUP_MONGO_URL)")?;
