@@ -42,7 +42,7 @@ use infra::{
         AppendRequest, EventMetadata, ExpectedVersion, Ledger, LedgerError, RecordedEvent, Reservation,
         ScanCursor, ScanFilter, StreamWrite, Upcasters,
     },
-    read_models::{generation::Target, jobs::job_words, storage::Storage},
+    read_models::{generation::Target, storage::Storage},
     testing::TestEnv,
 };
 use projectors::{
@@ -52,7 +52,6 @@ use projectors::{
 use sqlx::{Connection as _, Executor as _, PgConnection};
 use std::{
     cell::Cell,
-    collections::BTreeSet,
     fmt::Write as _,
     io::IsTerminal as _,
     sync::{Arc, Mutex, PoisonError},
@@ -166,12 +165,12 @@ async fn main() -> anyhow::Result<()> {
         let ledger = Ledger::connect(&config.postgres)
             .await
             .with_context(|| format!("no benchmark database {namespace}"))?;
-        let (storage, catalog) = connect_stores(&config).await?;
+        let (storage, _) = connect_stores(&config).await?;
         let targets: Vec<Target> = STORES
             .iter()
             .flat_map(|(context, _)| (1..=2).map(|n| Target::generation(*context, n)))
             .collect();
-        return clean_up(namespace, &config, &ledger, (&storage, &catalog), &targets).await;
+        return clean_up(namespace, &config, &ledger, &storage, &targets).await;
     }
 
     let mut env = TestEnv::new().await?;
@@ -189,15 +188,21 @@ async fn main() -> anyhow::Result<()> {
     let (storage, catalog) = connect_stores(&env.config).await?;
 
     let mut terminate = signal(SignalKind::terminate())?;
-    let mut targets = Vec::new();
+    let mut measured = Measured::default();
     // Interrupted (Ctrl-C) or terminated: stop measuring, clean up all the same.
     let outcome = tokio::select! {
-        outcome = measure(&ledger, &env.config, (&storage, &catalog), &stores, &args, &mut targets) => outcome,
+        outcome = measure(&ledger, &env.config, (&storage, &catalog), &stores, &args, &mut measured) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
         _ = terminate.recv() => Err(anyhow!("terminated")),
     };
-    if let Ok(rows) = &outcome {
-        report(rows, &args, &env, peak_resettable);
+    if !measured.rows.is_empty() {
+        report(
+            &measured.rows,
+            outcome.as_ref().err(),
+            &args,
+            &env,
+            peak_resettable,
+        );
     }
     let cleaned = if args.keep {
         eprintln!(
@@ -206,14 +211,7 @@ async fn main() -> anyhow::Result<()> {
         );
         Ok(())
     } else {
-        clean_up(
-            &env.namespace,
-            &env.config,
-            &ledger,
-            (&storage, &catalog),
-            &targets,
-        )
-        .await
+        clean_up(&env.namespace, &env.config, &ledger, &storage, &measured.targets).await
     };
     // The benchmark's own failure first; a failed cleanup after a failure is only reported.
     if outcome.is_err()
@@ -248,16 +246,24 @@ fn namespace_config(namespace: &str) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Grow the ledger to each size in turn and measure it there; `targets` collects the read
-/// model targets written (for the cleanup, also after a failure).
+/// What a run measured and wrote so far (also when it stops early).
+#[derive(Default)]
+struct Measured {
+    /// The figures.
+    rows: Vec<Row>,
+    /// The read model targets written, for the cleanup.
+    targets: Vec<Target>,
+}
+
+/// Grow the ledger to each size in turn and measure it there, into `measured`.
 async fn measure(
     ledger: &Ledger,
     config: &Config,
     (storage, catalog): (&Storage, &Catalog),
     stores: &[(BoundedContext, &str)],
     args: &Args,
-    targets: &mut Vec<Target>,
-) -> anyhow::Result<Vec<Row>> {
+    measured: &mut Measured,
+) -> anyhow::Result<()> {
     let steps: Vec<u64> = [args.checkpoint, args.events]
         .into_iter()
         .filter(|n| *n > 0)
@@ -268,7 +274,7 @@ async fn measure(
         target: 0,
         stream_events: args.stream_events,
     }));
-    let mut rows = Vec::new();
+    let rows = &mut measured.rows;
     for (step, &size) in steps.iter().enumerate() {
         rows.push(generate(ledger, &plan, size, args).await?);
         let ledger_size = ledger.count(&ScanFilter::everything()).await?;
@@ -284,12 +290,12 @@ async fn measure(
             // A generation of its own per measurement: a fresh target (dropped first, in case).
             let target = Target::generation(context, step as u32 + 1);
             storage.drop(target, config).await?;
-            targets.push(target);
+            measured.targets.push(target);
             rows.push(rebuild(ledger, catalog, target, store, ledger_size, args).await?);
         }
     }
 
-    Ok(rows)
+    Ok(())
 }
 
 // ----- Generating -----
@@ -786,8 +792,11 @@ fn meminfo_total_mib() -> Option<u64> {
 }
 
 /// Print the table and what it was measured on.
-fn report(rows: &[Row], args: &Args, env: &TestEnv, peak_resettable: bool) {
+fn report(rows: &[Row], failure: Option<&anyhow::Error>, args: &Args, env: &TestEnv, peak_resettable: bool) {
     println!("\n{}", table(rows));
+    if let Some(failure) = failure {
+        println!("INCOMPLETE: the run stopped after these rows: {failure:#}");
+    }
     println!(
         "mix, round-robin by stream: users (client or freelancer registration, then profile edits and skills) → users read model; \
          jobs (JobPosted, then JobUpdated; about 20 distinct indexed words each) → jobs; wallets (WalletOpened, then FundsDeposited) → payments"
@@ -908,144 +917,44 @@ fn tick(bar: &ProgressBar, n: u64) {
 
 /// Remove what the benchmark wrote (not timed; after the table): the read model targets, then
 /// the database.
-///
-/// Where the CQL server has no `DROP` (the emulator), `Storage::drop` deletes a table's
-/// partitions one at a time, after paging through the table to find them: at a million events,
-/// more than a quarter of a million round trips, most of an hour on the emulator. The jobs
-/// tables are emptied first, their partitions named from the ledger and deleted many at once;
-/// `Storage::drop` then finds them empty.
 async fn clean_up(
     namespace: &str,
     config: &Config,
     ledger: &Ledger,
-    (storage, catalog): (&Storage, &Catalog),
+    storage: &Storage,
     targets: &[Target],
 ) -> anyhow::Result<()> {
     eprintln!("cleaning up {namespace} ...");
     let started = Instant::now();
-    let jobs: Vec<Target> = targets
-        .iter()
-        .copied()
-        .filter(|t| t.context == BoundedContext::Jobs)
-        .collect();
-    if !jobs.is_empty() {
-        match JobPartitions::of(ledger).await {
-            Ok(partitions) => {
-                for target in jobs {
-                    if let Err(error) = partitions.delete(config, catalog, target).await {
-                        eprintln!(
-                            "{target}: could not empty the jobs tables at once ({error:#}); Storage::drop will"
-                        );
-                    }
-                }
-            }
-            Err(error) => eprintln!("could not read the job streams' partitions: {error:#}"),
-        }
-    }
+    // Every target is tried; the first failure is returned (the others are printed).
+    let mut failures = Vec::new();
     for &target in targets {
-        storage
-            .drop(target, config)
-            .await
-            .with_context(|| format!("could not drop {target}"))?;
-    }
-    ledger.pool().close().await;
-    drop_database(namespace).await?;
-    eprintln!("cleaned up in {:.0} s", started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-/// The partitions of the jobs tables that the ledger's job streams wrote: by job id
-/// (`jobs_by_id`, `jobs_applied`), by client (`jobs_by_client`) and by keyword (`job_search`).
-struct JobPartitions {
-    jobs: Vec<Uuid>,
-    clients: Vec<Uuid>,
-    words: Vec<String>,
-}
-
-impl JobPartitions {
-    async fn of(ledger: &Ledger) -> anyhow::Result<Self> {
-        let posted: Vec<(Uuid, Option<String>)> = sqlx::query_as(
-            "SELECT stream_id, payload->>'client_id' FROM events
-             WHERE stream_type = 'job' AND event_type = 'JobPosted'",
-        )
-        .fetch_all(&ledger.pool())
-        .await?;
-        let drafts: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT DISTINCT payload->>'title', payload->>'description', payload->>'skills' FROM events
-             WHERE stream_type = 'job' AND event_type IN ('JobPosted', 'JobUpdated')",
-        )
-        .fetch_all(&ledger.pool())
-        .await?;
-        let mut words = BTreeSet::new();
-        for (title, description, skills) in drafts {
-            let skills: Vec<String> = skills
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()?
-                .unwrap_or_default();
-            words.extend(job_words(
-                title.as_deref().unwrap_or_default(),
-                description.as_deref().unwrap_or_default(),
-                &skills,
-            ));
+        if let Err(error) = storage.drop(target, config).await {
+            failures.push(anyhow::Error::from(error).context(format!("could not drop {target}")));
         }
-        Ok(Self {
-            jobs: posted.iter().map(|(job, _)| *job).collect(),
-            clients: posted
-                .iter()
-                .filter_map(|(_, client)| client.as_deref().and_then(|c| c.parse().ok()))
-                .collect(),
-            words: words.into_iter().collect(),
-        })
     }
-
-    /// Delete them from `target`. Fails where a table does not exist (or the server dropped the
-    /// keyspace: then `Storage::drop` has nothing to do).
-    async fn delete(&self, config: &Config, catalog: &Catalog, target: Target) -> anyhow::Result<()> {
-        let keyspace = target.config(config).cassandra.keyspace;
-        for (table, column) in [("jobs_by_id", "job_id"), ("jobs_applied", "stream_id")] {
-            delete_uuid_partitions(catalog, &keyspace, table, column, &self.jobs).await?;
+    // The database goes last, and only when the stores are clean: `--clean-up` needs it.
+    if failures.is_empty() {
+        ledger.pool().close().await;
+        if let Err(error) = drop_database(namespace).await {
+            failures.push(error.context(format!("could not drop the database {namespace}")));
         }
-        delete_uuid_partitions(catalog, &keyspace, "jobs_by_client", "client_id", &self.clients).await?;
-        let session = catalog.session();
-        let delete = session
-            .prepare(format!("DELETE FROM {keyspace}.job_search WHERE word = ?"))
-            .await?;
-        for word in &self.words {
-            session.execute_unpaged(&delete, (word.as_str(),)).await?;
-        }
-        Ok(())
     }
-}
-
-/// Delete the partitions `keys` of `keyspace.table` (partition key `column`), 32 at once.
-async fn delete_uuid_partitions(
-    catalog: &Catalog,
-    keyspace: &str,
-    table: &str,
-    column: &str,
-    keys: &[Uuid],
-) -> anyhow::Result<()> {
-    const AT_ONCE: usize = 32;
-    let delete = catalog
-        .session()
-        .prepare(format!("DELETE FROM {keyspace}.{table} WHERE {column} = ?"))
-        .await?;
-    let mut tasks = JoinSet::new();
-    for lane in 0..AT_ONCE {
-        let (session, delete) = (catalog.session().clone(), delete.clone());
-        let keys: Vec<Uuid> = keys.iter().skip(lane).step_by(AT_ONCE).copied().collect();
-        tasks.spawn(async move {
-            for key in keys {
-                session.execute_unpaged(&delete, (key,)).await?;
+    let mut failures = failures.into_iter();
+    match failures.next() {
+        None => {
+            eprintln!("cleaned up in {:.0} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Some(first) => {
+            for other in failures {
+                eprintln!("{other:#}");
             }
-            anyhow::Ok(())
-        });
+            Err(first.context(format!(
+                "the cleanup was incomplete: run `replay_bench --clean-up {namespace}` once the stores answer"
+            )))
+        }
     }
-    while let Some(done) = tasks.join_next().await {
-        done.context("delete task")??;
-    }
-    Ok(())
 }
 
 /// Drop the benchmark's database (its pool closed first).
