@@ -37,6 +37,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Refuse a weak token secret before touching anything else.
         TokenKeys::new(&config.auth)?;
+        config.postgres.require_master_keys(config.auth.environment)?;
         let ledger = Ledger::connect(&config.postgres)
             .await
             .with_context(|| "could not connect to the ledger (WORKUP_PG_URL)".to_string())?;

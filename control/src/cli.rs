@@ -149,6 +149,44 @@ pub enum Command {
         after_help = "Example:\n  echo \"$PASSWORD\" | control admin create --email root@example.com"
     )]
     Admin(AdminCommand),
+    /// Erase a person: delete their account and destroy their personal data key.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  control users erase 01a2289e-a4d3-7695-90ce-df5357a9e0cc"
+    )]
+    Users(UsersCommand),
+    /// The master keys wrapping the personal data keys: census and rotation.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  control privacy keys\n  control privacy rotate"
+    )]
+    Privacy(PrivacyCommand),
+}
+
+/// `control users ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersCommand {
+    /// Delete an account and erase the person (GDPR art. 17), as `DELETE /users/me` does: in one
+    /// transaction the account is deleted, its email released and the person's personal data key
+    /// destroyed, so every personal field of their events reads as a placeholder from then on.
+    #[command(after_help = "Example:\n  control users erase 01a2289e-a4d3-7695-90ce-df5357a9e0cc")]
+    Erase {
+        /// The user's id.
+        user_id: uuid::Uuid,
+    },
+}
+
+/// `control privacy ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PrivacyCommand {
+    /// How many personal data keys each master key wraps, and how many people are erased.
+    Keys,
+    /// Rewrap every personal data key with the first master key of WORKUP_MASTER_KEYS (list the
+    /// new key first and keep the old ones after it until this has run everywhere).
+    #[command(after_help = "Example:\n  WORKUP_MASTER_KEYS=k2:<new>,k1:<old> control privacy rotate")]
+    Rotate,
+    /// Print a fresh random master key (base64) for WORKUP_MASTER_KEYS.
+    NewKey,
 }
 
 /// `control admin ...`.

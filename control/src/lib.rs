@@ -9,6 +9,7 @@
 //! - [`replay`]: `control replay rebuild|verify|drop-old|republish`, read models from the
 //!   ledger (DESIGN §8); [`progress`] shows how far a long run is.
 //! - [`admin`]: `control admin create`, administrator accounts (no admin is built in).
+//! - [`privacy`]: `control users erase`, `control privacy keys|rotate|new-key`.
 //! - [`topic`]: reading a topic once from its beginning to its end.
 //! - [`output`]: tables and JSON.
 //!
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod cli;
 pub mod dlq;
 pub mod output;
+pub mod privacy;
 pub mod progress;
 pub mod replay;
 pub mod send;
@@ -63,6 +65,8 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         Command::Admin(cli::AdminCommand::Create { email, name }) => {
             admin::create(cli, email, name, out).await?
         }
+        Command::Users(cli::UsersCommand::Erase { user_id }) => privacy::erase(cli, *user_id, out).await?,
+        Command::Privacy(command) => privacy::command(cli, command, out).await?,
         setting_command => match send::Request::of(setting_command) {
             Some(request) => send::command(cli, request, out).await?,
             None => unreachable!("every other command sends a setting"),

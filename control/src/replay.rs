@@ -120,10 +120,8 @@ impl<'a> Replayer<'a> {
         config.redis = cli.redis.clone();
         config.control = cli.control.clone();
         let key = cli.control.signing_key(cli.environment)?;
-        let ledger = Ledger::connect(&config.postgres)
-            .await
-            .context("could not open the ledger (WORKUP_PG_URL)")?;
         let catalog = Catalog::connect(config.clone()).await?;
+        let ledger = catalog.ledger().clone();
         let storage = Storage::connect(&config)
             .await
             .context("could not connect to the read models' stores")?;

@@ -69,7 +69,9 @@ impl Request {
             | Command::Settings
             | Command::Dlq(_)
             | Command::Replay(_)
-            | Command::Admin(_) => return None,
+            | Command::Admin(_)
+            | Command::Users(_)
+            | Command::Privacy(_) => return None,
         };
         Some(Self {
             service,

@@ -5,6 +5,7 @@ use std::fmt::Debug;
 
 use crate::{
     DomainError,
+    privacy::PersonalData,
     values::{Actor, Timestamp},
 };
 
@@ -72,6 +73,11 @@ pub trait DomainEvent:
     fn schema_version(&self) -> u16 {
         1
     }
+    /// The personal data this event carries, if any: whose, and which fields ([`crate::privacy`]).
+    /// The ledger seals those fields with the subject's key.
+    fn personal_data(&self) -> Option<PersonalData> {
+        None
+    }
 }
 
 /// An event-sourced aggregate: the state its decisions read, rebuilt by folding its events.
@@ -82,6 +88,10 @@ pub trait Aggregate: Default + Clone + Debug + Send + Sync + 'static {
     const CONTEXT: BoundedContext;
     /// The aggregate's event enum.
     type Event: DomainEvent;
+    /// Whether decisions read personal fields of its events (e.g. a user's email and password
+    /// hash, for login). When false, loading the aggregate never unseals them: its state is
+    /// folded from their placeholders.
+    const READS_PERSONAL_DATA: bool = false;
     /// Apply one event. Total: never panics, never does I/O.
     fn evolve(&mut self, event: &Self::Event);
 

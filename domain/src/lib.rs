@@ -2,6 +2,7 @@
 //!
 //! - [`values`]: ids, money, email, actor, time.
 //! - [`error`]: [`DomainError`], which maps one-to-one to HTTP answers.
+//! - [`privacy`]: which event fields are personal data, and what they read as once erased.
 //! - [`aggregate`]: the [`Aggregate`] and [`DomainEvent`] traits and the decision [`Context`].
 //! - [`users`], [`jobs`], [`contracts`], [`payments`]: one module per bounded context. Each aggregate
 //!   file holds its events, state and `evolve`, commands, `decide` and given/when/then tests;
@@ -17,6 +18,7 @@
 
 pub mod aggregate;
 pub mod error;
+pub mod privacy;
 pub mod values;
 
 pub mod contracts;

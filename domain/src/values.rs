@@ -255,6 +255,8 @@ impl EmailAddress {
                     && host.contains('.')
                     && !host.starts_with('.')
                     && !host.ends_with('.')
+                    // Reserved (RFC 2606): erased accounts read as `erased@erased.invalid`.
+                    && !host.ends_with(".invalid")
             });
         if ok {
             Ok(Self(s))

@@ -62,6 +62,35 @@ pub struct PostgresConfig {
         default_value_t = 16
     )]
     pub max_connections: u32,
+    /// Master keys wrapping each person's personal data key: `id:base64key[,id:base64key...]`
+    /// (32-byte keys; the first wraps new keys, the others only unwrap keys wrapped before a
+    /// rotation). Required unless `WORKUP_ENV=dev`, which uses a fixed development key.
+    #[arg(
+        id = "master-keys",
+        long = "master-keys",
+        env = "WORKUP_MASTER_KEYS",
+        hide_env_values = true
+    )]
+    pub master_keys: Option<SecretString>,
+}
+
+impl PostgresConfig {
+    /// The master keys: the configured ones, or the development key when none are set.
+    pub fn keyring(&self) -> Result<crate::privacy::Keyring, crate::privacy::PrivacyError> {
+        match &self.master_keys {
+            Some(keys) => crate::privacy::Keyring::parse(keys),
+            None => Ok(crate::privacy::Keyring::development()),
+        }
+    }
+
+    /// Refuse to run without configured master keys outside `dev` (a service that writes
+    /// personal data checks this at start).
+    pub fn require_master_keys(&self, environment: Environment) -> Result<(), ConfigError> {
+        if self.master_keys.is_none() && environment != Environment::Dev {
+            return Err(ConfigError::MissingMasterKeys);
+        }
+        Ok(())
+    }
 }
 
 /// Kafka settings (DESIGN §5).
@@ -312,6 +341,9 @@ pub enum ConfigError {
         "WORKUP_CONTROL_KEY must be set to at least {MIN_JWT_SECRET_BYTES} bytes; only WORKUP_ENV=dev runs without one"
     )]
     WeakControlKey,
+    /// No master keys outside `WORKUP_ENV=dev`.
+    #[error("WORKUP_MASTER_KEYS must be set (id:base64key); only WORKUP_ENV=dev runs without one")]
+    MissingMasterKeys,
 }
 
 /// Shortest accepted token signing secret (HS256 wants at least the hash size).

@@ -3,6 +3,7 @@
 //! - [`config`]: the typed [`config::Config`] from environment variables.
 //! - [`telemetry`]: structured logging.
 //! - [`ledger`]: the PostgreSQL event store, outbox and command path (DESIGN §4).
+//! - [`privacy`]: personal data sealed per person, erasure by key destruction (crypto-shredding).
 //! - [`relay`]: the outbox relay to Kafka (DESIGN §1, §5).
 //! - [`sagas`]: the process managers' steps and deadlines (DESIGN §7).
 //! - [`withdrawals`]: the withdrawal workers' task queue; [`payouts`]: the payout provider's
@@ -27,6 +28,7 @@ pub mod ledger;
 pub mod media;
 pub mod mongo;
 pub mod payouts;
+pub mod privacy;
 pub mod read_models;
 pub mod redis;
 pub mod relay;

@@ -3,11 +3,12 @@
 //! open the generations the control plane names; `control replay` opens a fresh one.
 
 use anyhow::Context as _;
+use domain::BoundedContext;
 use infra::{
     cassandra::{self, Session},
     config::Config,
     kafka::consumer::{EventHandler, HandlerError},
-    ledger::{RecordedEvent, Upcasters},
+    ledger::{Ledger, RecordedEvent, Upcasters},
     read_models::generation::{ReadModelStore, Target},
 };
 use std::sync::Arc;
@@ -39,11 +40,24 @@ impl EventHandler for Projector {
     }
 }
 
-/// What every target is opened with: the configuration and the Cassandra session.
+/// The contexts whose events a read model is built from: its own, and for the jobs model the
+/// users' too (an erased person's proposals are redacted on their `UserDeleted`).
+pub fn sources(context: BoundedContext) -> &'static [BoundedContext] {
+    match context {
+        BoundedContext::Jobs => &[BoundedContext::Jobs, BoundedContext::Users],
+        BoundedContext::Users => &[BoundedContext::Users],
+        BoundedContext::Contracts => &[BoundedContext::Contracts],
+        BoundedContext::Payments => &[BoundedContext::Payments],
+    }
+}
+
+/// What every target is opened with: the configuration, the Cassandra session and the ledger
+/// (whose key table opens personal fields).
 #[derive(Clone)]
 pub struct Catalog {
     config: Config,
     session: Arc<Session>,
+    ledger: Ledger,
 }
 
 impl Catalog {
@@ -52,7 +66,19 @@ impl Catalog {
         let session = cassandra::connect(&config.cassandra)
             .await
             .context("could not connect to Cassandra (WORKUP_CASSANDRA_NODES)")?;
-        Ok(Self { config, session })
+        let ledger = Ledger::connect(&config.postgres)
+            .await
+            .context("could not connect to the ledger (WORKUP_PG_URL)")?;
+        Ok(Self {
+            config,
+            session,
+            ledger,
+        })
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// The configuration (the deployment's own storage: generation 0).
@@ -73,9 +99,13 @@ impl Catalog {
             .with_context(|| format!("could not open the read model {target}"))?;
         let upcasters = Upcasters::current();
         let projector = match store {
-            ReadModelStore::Users(profiles) => Projector::Users(UsersProjector { profiles, upcasters }),
+            ReadModelStore::Users(profiles) => Projector::Users(UsersProjector {
+                profiles,
+                upcasters,
+                ledger: self.ledger.clone(),
+            }),
             ReadModelStore::Jobs(store, cache) => {
-                Projector::Jobs(JobsProjector::new(store, cache, upcasters))
+                Projector::Jobs(JobsProjector::new(store, cache, upcasters, self.ledger.clone()))
             }
             ReadModelStore::Contracts(contracts) => {
                 Projector::Contracts(ContractsProjector { contracts, upcasters })

@@ -2,6 +2,10 @@
 //! client, the keyword index of open jobs, proposals by id, by job and by freelancer. Each event
 //! is one idempotent, order-safe write (DESIGN §6): a redelivered or older event changes nothing.
 //!
+//! A proposal's pitch and attachments are its author's personal data: opened with their key
+//! when projected, and redacted in every proposal of theirs when their account is deleted
+//! (`UserDeleted`, from the users topic, which this projector also reads).
+//!
 //! The Redis cache of a job (read first by `GET /jobs/{id}`) never holds a version older than
 //! what Cassandra holds: before a job event is written (and on every redelivery) the cached entry
 //! is replaced by a tombstone at the event's version, unless it already holds that version or a
@@ -15,10 +19,11 @@
 use domain::{
     Aggregate,
     jobs::{Job, JobDraft, JobEvent, Proposal, ProposalEvent, ProposedMilestone},
+    users::User,
 };
 use infra::{
     kafka::consumer::{EventHandler, HandlerError},
-    ledger::{RecordedEvent, Upcasters},
+    ledger::{Ledger, RecordedEvent, Upcasters},
     read_models::jobs::{
         self, JobChange, JobContent, JobStore, MilestoneView, ProposalChange, ProposalStatus, ProposalTerms,
     },
@@ -42,19 +47,22 @@ pub struct JobsProjector {
     store: JobStore,
     cache: Cache,
     upcasters: Upcasters,
+    ledger: Ledger,
     pending: Arc<Pending>,
 }
 
 impl JobsProjector {
     /// A projector writing `store` and invalidating `cache`; starts the task that retries failed
     /// invalidations (it ends with the projector).
-    pub fn new(store: JobStore, cache: Cache, upcasters: Upcasters) -> Self {
+    /// `ledger` opens the proposals' personal fields.
+    pub fn new(store: JobStore, cache: Cache, upcasters: Upcasters, ledger: Ledger) -> Self {
         let pending = Arc::new(Pending::default());
         tokio::spawn(retry_invalidations(Arc::downgrade(&pending), cache.clone()));
         Self {
             store,
             cache,
             upcasters,
+            ledger,
             pending,
         }
     }
@@ -100,7 +108,9 @@ impl JobsProjector {
     }
 
     async fn proposal(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        let change = match event.decode::<ProposalEvent>(&self.upcasters)? {
+        let mut opened = [event.clone()];
+        self.ledger.open_personal_data(&mut opened).await?;
+        let change = match opened[0].decode::<ProposalEvent>(&self.upcasters)? {
             ProposalEvent::ProposalSubmitted {
                 job_id,
                 client_id,
@@ -184,6 +194,11 @@ impl EventHandler for JobsProjector {
         match event.stream_type.as_str() {
             Job::STREAM_TYPE => self.job(event).await,
             Proposal::STREAM_TYPE => self.proposal(event).await,
+            User::STREAM_TYPE if event.event_type == "UserDeleted" => {
+                let redacted = self.store.redact_freelancer(event.stream_id).await?;
+                tracing::info!(user_id = %event.stream_id, redacted, "an erased person's proposals redacted");
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -70,10 +70,15 @@ pub struct ReplayProgress {
     pub cursor: ScanCursor,
 }
 
-/// The events of `context`'s read model from `from_position` on.
+/// The events of `context`'s read model (of every context it is built from:
+/// [`crate::catalog::sources`]) from `from_position` on.
 pub fn filter(context: BoundedContext, from_position: i64) -> ScanFilter {
     ScanFilter {
-        stream_types: context.stream_types().iter().map(|s| (*s).to_owned()).collect(),
+        stream_types: crate::catalog::sources(context)
+            .iter()
+            .flat_map(|source| source.stream_types())
+            .map(|s| (*s).to_owned())
+            .collect(),
         from_position,
     }
 }

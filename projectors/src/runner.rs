@@ -15,7 +15,10 @@ use infra::{
 use std::{future::Future, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
-use crate::{catalog::Catalog, generations::Generations};
+use crate::{
+    catalog::{Catalog, sources},
+    generations::Generations,
+};
 
 /// Start the consumer group of `context`'s projector on its topic, feeding `handler`.
 fn spawn_projector(
@@ -25,7 +28,7 @@ fn spawn_projector(
     context: BoundedContext,
     handler: Generations,
 ) {
-    let topics = vec![kafka.context_topic(context)];
+    let topics = sources(context).iter().map(|c| kafka.context_topic(*c)).collect();
     let mut options = ConsumerOptions::projector(context.name(), topics);
     options.control = Some(control.settings());
     options.limit = Some(limit.clone());

@@ -1,7 +1,8 @@
 //! Users → the MongoDB `users` collection ([`infra::read_models::users`]): one profile document
 //! per user stream, with the email (served only to its owner) and never the password hash.
 //! Each event becomes one version-guarded write, so a redelivered or older event changes
-//! nothing (DESIGN §6).
+//! nothing (DESIGN §6). Personal fields are opened with their owner's key; an erased person's
+//! read as placeholders, and their `UserDeleted` drops every personal field of the document.
 
 use domain::{
     Aggregate,
@@ -9,7 +10,7 @@ use domain::{
 };
 use infra::{
     kafka::consumer::{EventHandler, HandlerError},
-    ledger::{RecordedEvent, Upcasters},
+    ledger::{Ledger, RecordedEvent, Upcasters},
     read_models::users::{NewUser, ProfileItemView, UserProfiles, Write},
 };
 
@@ -19,6 +20,8 @@ pub struct UsersProjector {
     pub profiles: UserProfiles,
     /// Upcasters for old event versions.
     pub upcasters: Upcasters,
+    /// Opens the personal fields.
+    pub ledger: Ledger,
 }
 
 impl EventHandler for UsersProjector {
@@ -29,7 +32,9 @@ impl EventHandler for UsersProjector {
         }
         let (id, version) = (event.stream_id, event.version);
         let profiles = &self.profiles;
-        let decoded = event.decode::<UserEvent>(&self.upcasters)?;
+        let mut opened = [event.clone()];
+        self.ledger.open_personal_data(&mut opened).await?;
+        let decoded = opened[0].decode::<UserEvent>(&self.upcasters)?;
         let write = match decoded {
             UserEvent::ClientRegistered {
                 ref email,

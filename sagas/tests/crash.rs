@@ -426,6 +426,7 @@ async fn a_contract_that_cannot_be_initiated_is_compensated() -> anyhow::Result<
             event_type: "ContractInitiated".into(),
             schema_version: 1,
             payload: squatter,
+            personal: None,
         }],
     };
     let metadata = infra::ledger::EventMetadata::new(Uuid::now_v7(), None, chrono::Utc::now());

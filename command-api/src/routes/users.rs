@@ -25,6 +25,7 @@ use infra::{
         problem::Problem,
     },
     ledger::Reservation,
+    privacy::erase_account,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -436,28 +437,18 @@ pub async fn set_resume(
     on_self(&app, command, UserCommand::SetResume(link)).await
 }
 
-/// Delete the caller's account: the email is released in the same transaction, the account can
-/// no longer log in and its profile is no longer served.
+/// Delete the caller's account and erase them: the email is released, their personal data key
+/// destroyed in the same transaction (every personal field of their events reads as a
+/// placeholder from then on), the account can no longer log in and its profile is no longer
+/// served. Money history (ids, amounts) stays.
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "users",
     params(super::IdempotencyKeyHeader), security(("bearer" = [])),
     responses((status = 200, body = Written), super::WriteProblems))]
 #[tracing::instrument(skip_all, fields(actor = %command.actor().id))]
 pub async fn delete_account(State(app): State<AppState>, command: Command) -> Result<Response, ApiError> {
     let user_id = command.actor().id;
-    let stream = user_id.as_uuid();
-    let appended = app
-        .ledger
-        .execute_with(command.metadata.clone(), async |unit| {
-            let user = unit.load::<User>(stream).await?;
-            let events = users::decide(&user, &UserCommand::DeleteAccount, &command.ctx)?;
-            unit.write::<User>(stream, &events)?;
-            if let Some(registered) = &user.registered {
-                unit.release("email", registered.email.as_str().to_owned());
-            }
-            Ok(())
-        })
-        .await?;
-    tracing::info!(%user_id, "account deleted");
+    let appended = erase_account(&app.ledger, user_id, command.metadata.clone(), &command.ctx).await?;
+    tracing::info!(%user_id, "account deleted and personal data erased");
     Ok(written(user_id, &appended))
 }
 

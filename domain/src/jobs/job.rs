@@ -498,6 +498,7 @@ pub(crate) mod tests {
             p::submitted_by(p::PROPOSAL, FREELANCER_ID, 2),
             ProposalEvent::ProposalUpdated {
                 proposal_id: p::PROPOSAL,
+                freelancer_id: FREELANCER_ID,
                 cover_letter: "c".into(),
                 milestones: p::milestones(p::PROPOSAL, 1),
                 attachments: p::attachments("c", 2),

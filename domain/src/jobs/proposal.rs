@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Aggregate, BoundedContext, Context, ContractId, Currency, DomainError, DomainEvent, FieldError, JobId,
-    MilestoneId, Money, ProposalId, Role, Timestamp, UserId, users::FileRef,
+    MilestoneId, Money, ProposalId, Role, Timestamp, UserId,
+    privacy::{PersonalData, PersonalField},
+    users::FileRef,
 };
 
 /// Most milestones a proposal may have (DESIGN §2).
@@ -220,6 +222,9 @@ pub enum ProposalEvent {
     ProposalUpdated {
         /// The proposal.
         proposal_id: ProposalId,
+        /// Its author, whose key seals the pitch (schema 2; schema-1 events read as the nil id:
+        /// see the ledger's upcasters).
+        freelancer_id: UserId,
         /// The new pitch.
         cover_letter: String,
         /// The new milestones.
@@ -289,6 +294,32 @@ impl DomainEvent for ProposalEvent {
             Self::ProposalRejected { .. } => "ProposalRejected",
             Self::ProposalAccepted { .. } => "ProposalAccepted",
             Self::ProposalAcceptanceReverted { .. } => "ProposalAcceptanceReverted",
+        }
+    }
+
+    fn schema_version(&self) -> u16 {
+        match self {
+            // 2: names its author (`freelancer_id`), the subject of its personal data.
+            Self::ProposalUpdated { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// The pitch and the attached files are the freelancer's own words and documents (often a
+    /// résumé); the milestones and amounts are not personal.
+    fn personal_data(&self) -> Option<PersonalData> {
+        const TERMS: &[PersonalField] = &[
+            PersonalField::text("cover_letter"),
+            PersonalField::list("attachments"),
+        ];
+        match self {
+            Self::ProposalSubmitted { freelancer_id, .. } | Self::ProposalUpdated { freelancer_id, .. } => {
+                Some(PersonalData {
+                    subject: *freelancer_id,
+                    fields: TERMS,
+                })
+            }
+            _ => None,
         }
     }
 }
@@ -429,6 +460,7 @@ pub fn decide(
             } = validate_terms(p.id, terms, currency, ctx.now.date())?;
             Ok(vec![ProposalEvent::ProposalUpdated {
                 proposal_id: p.id,
+                freelancer_id: p.freelancer_id,
                 cover_letter,
                 milestones,
                 attachments,
@@ -543,6 +575,7 @@ pub(crate) mod tests {
             .when(|p| decide(p, &ProposalCommand::Update { terms: new_terms }, &ctx(FREELANCER)))
             .then([ProposalEvent::ProposalUpdated {
                 proposal_id: PROPOSAL,
+                freelancer_id: FREELANCER_ID,
                 cover_letter: "better".into(),
                 milestones: milestones(PROPOSAL, 3),
                 attachments: vec![],
@@ -568,6 +601,7 @@ pub(crate) mod tests {
             .when(|p| decide(p, &ProposalCommand::Update { terms: new_terms }, &ctx(FREELANCER)))
             .then([ProposalEvent::ProposalUpdated {
                 proposal_id: PROPOSAL,
+                freelancer_id: FREELANCER_ID,
                 cover_letter: "I can do it".into(),
                 milestones: milestones(PROPOSAL, 2),
                 attachments: attachments("new", 1),
@@ -887,6 +921,7 @@ pub(crate) mod tests {
         let updated: ProposalEvent = serde_json::from_value(serde_json::json!({
             "type": "ProposalUpdated",
             "proposal_id": PROPOSAL,
+            "freelancer_id": FREELANCER_ID,
             "cover_letter": "c",
             "milestones": milestones(PROPOSAL, 1),
             "updated_at": now(),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Aggregate, BoundedContext, Context, DomainError, DomainEvent, EmailAddress, FieldError, PasswordHash,
     ProfileItemId, Role, Timestamp, UserId,
+    privacy::{PersonalData, PersonalField},
 };
 
 /// Most items in one section of a freelancer's profile.
@@ -191,7 +192,8 @@ pub enum UserCommand {
     SetPhoto(Option<FileRef>),
     /// A freelancer sets (or clears) their resume.
     SetResume(Option<FileRef>),
-    /// The user (or an admin) deletes the account; its email becomes free again.
+    /// The user (or an admin, or an operator) deletes the account: its email becomes free again
+    /// and the person is erased (their personal data key destroyed: see [`crate::privacy`]).
     DeleteAccount,
 }
 
@@ -331,6 +333,41 @@ impl DomainEvent for UserEvent {
             Self::UserDeleted { .. } => "UserDeleted",
         }
     }
+
+    /// Everything about the person is personal except ids, the role, profile sections and times.
+    fn personal_data(&self) -> Option<PersonalData> {
+        const REGISTRATION: &[PersonalField] = &[
+            PersonalField::email("email"),
+            PersonalField::text("password_hash"),
+            PersonalField::text("name"),
+        ];
+        const PROFILE: &[PersonalField] = &[
+            PersonalField::text("name"),
+            PersonalField::text("headline"),
+            PersonalField::text("bio"),
+        ];
+        const ITEM: &[PersonalField] = &[PersonalField::text("title"), PersonalField::text("details")];
+        const PHOTO: &[PersonalField] = &[PersonalField::optional("photo")];
+        const RESUME: &[PersonalField] = &[PersonalField::optional("resume")];
+        const DELETION: &[PersonalField] = &[PersonalField::email("email")];
+        let (subject, fields) = match self {
+            Self::ClientRegistered { user_id, .. }
+            | Self::FreelancerRegistered { user_id, .. }
+            | Self::AdminRegistered { user_id, .. } => (user_id, REGISTRATION),
+            Self::ProfileUpdated { user_id, .. } => (user_id, PROFILE),
+            Self::ProfileItemAdded { user_id, .. } | Self::ProfileItemUpdated { user_id, .. } => {
+                (user_id, ITEM)
+            }
+            Self::PhotoChanged { user_id, .. } => (user_id, PHOTO),
+            Self::ResumeChanged { user_id, .. } => (user_id, RESUME),
+            Self::UserDeleted { user_id, .. } => (user_id, DELETION),
+            Self::ProfileItemRemoved { .. } => return None,
+        };
+        Some(PersonalData {
+            subject: *subject,
+            fields,
+        })
+    }
 }
 
 impl UserEvent {
@@ -373,6 +410,8 @@ impl Aggregate for User {
     const STREAM_TYPE: &'static str = "user";
     const CONTEXT: BoundedContext = BoundedContext::Users;
     type Event = UserEvent;
+    /// Login and deletion read the email and password hash.
+    const READS_PERSONAL_DATA: bool = true;
 
     fn evolve(&mut self, event: &UserEvent) {
         match event {
@@ -488,7 +527,10 @@ fn only_freelancers(u: &RegisteredUser) -> Result<(), DomainError> {
 }
 
 fn decide_profile(user: &User, command: &UserCommand, ctx: &Context) -> Result<Vec<UserEvent>, DomainError> {
-    if matches!(command, UserCommand::DeleteAccount) && ctx.actor.role == Role::Admin {
+    // An admin, or an operator through the control CLI (the system actor), erases any account.
+    if matches!(command, UserCommand::DeleteAccount)
+        && (ctx.actor.role == Role::Admin || ctx.actor.is_system())
+    {
         let u = user.registered.as_ref().filter(|_| !user.deleted);
         let u = u.ok_or(DomainError::NotFound("user"))?;
         return Ok(vec![UserEvent::UserDeleted {

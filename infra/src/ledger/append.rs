@@ -1,13 +1,14 @@
 //! Appending: one transaction over one or more streams, each with its expected version, plus
 //! outbox rows, unique reservations and the command's idempotency record (DESIGN §1, §4).
 
-use domain::{Aggregate, BoundedContext, DomainEvent};
+use domain::{Aggregate, BoundedContext, DomainEvent, privacy::PersonalData};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{EventMetadata, Ledger, LedgerError};
+use crate::privacy::{Keyring, keys};
 
 /// Channel the relay listens on; notified (on commit) by every append.
 pub const OUTBOX_CHANNEL: &str = "workup_outbox";
@@ -46,8 +47,10 @@ pub struct NewEvent {
     pub event_type: String,
     /// Schema version of the payload.
     pub schema_version: i32,
-    /// The serde-tagged event.
+    /// The serde-tagged event, in clear: the append seals its personal fields.
     pub payload: Value,
+    /// Which fields of `payload` are personal, and whose ([`DomainEvent::personal_data`]).
+    pub personal: Option<PersonalData>,
 }
 
 impl NewEvent {
@@ -63,6 +66,7 @@ impl NewEvent {
             event_type: event.event_type().to_owned(),
             schema_version,
             payload,
+            personal: event.personal_data(),
         })
     }
 }
@@ -121,6 +125,9 @@ pub struct AppendRequest {
     pub reserve: Vec<Reservation>,
     /// Values to release (scope, value), e.g. on account deletion.
     pub release: Vec<(&'static str, String)>,
+    /// People whose personal data keys are destroyed (account erasure), after this append's own
+    /// events are sealed.
+    pub erase: Vec<Uuid>,
 }
 
 impl AppendRequest {
@@ -131,6 +138,7 @@ impl AppendRequest {
             streams,
             reserve: Vec::new(),
             release: Vec::new(),
+            erase: Vec::new(),
         }
     }
 }
@@ -208,6 +216,7 @@ impl Ledger {
         }
         // A fixed lock order over streams: two multi-stream appends cannot deadlock.
         request.streams.sort_by_key(|s| s.stream_id);
+        seal_personal_data(&mut tx, &self.keyring, &mut request.streams).await?;
         let metadata = serde_json::to_value(&request.metadata).map_err(|source| LedgerError::Codec {
             event_type: "metadata".into(),
             schema_version: 1,
@@ -239,6 +248,9 @@ impl Ledger {
                 .execute(&mut *tx)
                 .await?;
         }
+        for subject in &request.erase {
+            keys::erase(&mut tx, *subject).await?;
+        }
         let result = serde_json::to_value(&appended).map_err(|source| LedgerError::Codec {
             event_type: "result".into(),
             schema_version: 1,
@@ -258,6 +270,21 @@ impl Ledger {
         tx.commit().await?;
         Ok(appended)
     }
+}
+
+/// Seal the personal fields of every event with its subject's data key (made on first use).
+async fn seal_personal_data(
+    tx: &mut Transaction<'_, Postgres>,
+    keyring: &Keyring,
+    streams: &mut [StreamWrite],
+) -> Result<(), LedgerError> {
+    let mut sealer = keys::Sealer::default();
+    for event in streams.iter_mut().flat_map(|s| s.events.iter_mut()) {
+        if let Some(personal) = event.personal {
+            sealer.seal(tx, keyring, &mut event.payload, &personal).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Record the command id; if it was already recorded, the first append's result.

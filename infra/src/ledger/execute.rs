@@ -33,6 +33,7 @@ pub struct UnitOfWork<'a> {
     streams: BTreeMap<Uuid, StreamWrite>,
     reserve: Vec<Reservation>,
     release: Vec<(&'static str, String)>,
+    erase: Vec<Uuid>,
 }
 
 impl UnitOfWork<'_> {
@@ -74,6 +75,12 @@ impl UnitOfWork<'_> {
     pub fn release(&mut self, scope: &'static str, value: String) {
         self.release.push((scope, value));
     }
+
+    /// Destroy a person's personal data key in the same transaction, after this command's own
+    /// events are sealed with it (account erasure: [`crate::privacy`]).
+    pub fn erase(&mut self, subject: Uuid) {
+        self.erase.push(subject);
+    }
 }
 
 impl Ledger {
@@ -95,11 +102,13 @@ impl Ledger {
             streams: BTreeMap::new(),
             reserve: Vec::new(),
             release: Vec::new(),
+            erase: Vec::new(),
         };
         work(&mut unit).await?;
         let mut request = AppendRequest::new(metadata, unit.streams.into_values().collect());
         request.reserve = unit.reserve;
         request.release = unit.release;
+        request.erase = unit.erase;
         Ok(self.append(request).await?)
     }
 

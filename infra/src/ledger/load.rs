@@ -57,6 +57,8 @@ impl Ledger {
     }
 
     /// Fold only the events after `snapshot.version` into `snapshot` (a state saved earlier).
+    /// Personal fields are opened only for an aggregate whose decisions read them
+    /// ([`Aggregate::READS_PERSONAL_DATA`]); the others fold their placeholders.
     #[tracing::instrument(skip_all, fields(%stream_id, stream_type = A::STREAM_TYPE, from = snapshot.version))]
     pub async fn load_from<A: Aggregate>(
         &self,
@@ -64,7 +66,11 @@ impl Ledger {
         snapshot: Loaded<A>,
     ) -> Result<Loaded<A>, LedgerError> {
         let mut loaded = snapshot;
-        for recorded in self.read_stream(stream_id, loaded.version + 1).await? {
+        let mut events = self.read_stream(stream_id, loaded.version + 1).await?;
+        if A::READS_PERSONAL_DATA {
+            self.open_personal_data(&mut events).await?;
+        }
+        for recorded in events {
             let event: A::Event = recorded.decode(self.upcasters())?;
             loaded.state.evolve(&event);
             loaded.version = recorded.version;

@@ -4,6 +4,8 @@
 //! - [`load`]: reading and folding streams.
 //! - [`outbox`]: the rows the relay publishes to Kafka.
 //! - [`upcast`]: lifting old event schema versions on read.
+//! - [`personal`]: personal fields sealed on append, opened (or redacted) on read
+//!   ([`crate::privacy`]).
 //! - [`execute`]: the one command path (handlers and sagas): command id check → load → decide
 //!   → append, over one stream or several ([`UnitOfWork`]).
 
@@ -11,6 +13,7 @@ pub mod append;
 pub mod execute;
 pub mod load;
 pub mod outbox;
+pub mod personal;
 pub mod scan;
 pub mod upcast;
 
@@ -21,7 +24,10 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 use std::{sync::Arc, time::Duration};
 use uuid::Uuid;
 
-use crate::config::PostgresConfig;
+use crate::{
+    config::PostgresConfig,
+    privacy::{Keyring, PrivacyError, envelope},
+};
 pub use append::{
     AppendRequest, Appended, ExpectedVersion, NewEvent, Reservation, StreamVersion, StreamWrite,
 };
@@ -71,6 +77,9 @@ pub enum LedgerError {
     /// Migrations failed.
     #[error("ledger migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Personal data could not be sealed (e.g. the person was erased) or its keys read.
+    #[error(transparent)]
+    Privacy(#[from] PrivacyError),
 }
 
 /// Who and what caused an append; stored with every event (DESIGN §4).
@@ -127,9 +136,12 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    /// Decode the payload into the domain event, lifting old schema versions first.
+    /// Decode the payload into the domain event, lifting old schema versions first. Personal
+    /// fields still sealed read as their placeholders ([`Ledger::open_personal_data`] opens them).
     pub fn decode<E: domain::DomainEvent>(&self, upcasters: &Upcasters) -> Result<E, LedgerError> {
-        let payload = upcasters.lift(&self.event_type, self.schema_version, self.payload.clone());
+        let mut payload = self.payload.clone();
+        envelope::redact(&mut payload);
+        let payload = upcasters.lift(&self.event_type, self.schema_version, payload);
         serde_json::from_value(payload).map_err(|source| LedgerError::Codec {
             event_type: self.event_type.clone(),
             schema_version: self.schema_version,
@@ -144,10 +156,13 @@ pub struct Ledger {
     /// Swapped for a pool of another size by [`Ledger::resize_pool`] (`max_db_connections`).
     pool: Arc<ArcSwap<PgPool>>,
     upcasters: Arc<Upcasters>,
+    /// Wraps and unwraps the personal data keys.
+    keyring: Arc<Keyring>,
 }
 
 impl Ledger {
-    /// Connect (lazily, with a bounded pool) and run the migrations.
+    /// Connect (lazily, with a bounded pool), run the migrations and seal the personal data of
+    /// events recorded before it was sealed ([`Ledger::seal_legacy_personal_data`], once).
     pub async fn connect(config: &PostgresConfig) -> Result<Self, LedgerError> {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -155,15 +170,29 @@ impl Ledger {
             .connect(&config.url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self::new(pool, Upcasters::current()))
+        let ledger = Self::new(pool, Upcasters::current()).with_keyring(config.keyring()?);
+        ledger.seal_legacy_personal_data().await?;
+        Ok(ledger)
     }
 
-    /// A ledger on an existing (migrated) pool.
+    /// A ledger on an existing (migrated) pool, with the development master key.
     pub fn new(pool: PgPool, upcasters: Upcasters) -> Self {
         Self {
             pool: Arc::new(ArcSwap::from_pointee(pool)),
             upcasters: Arc::new(upcasters),
+            keyring: Arc::new(Keyring::development()),
         }
+    }
+
+    /// The same ledger wrapping personal data keys with `keyring`.
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Arc::new(keyring);
+        self
+    }
+
+    /// The master keys.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     /// The connection pool now (a cheap handle; take it afresh for each unit of work, as

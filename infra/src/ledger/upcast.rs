@@ -15,9 +15,12 @@ pub struct Upcasters {
 
 impl Upcasters {
     /// The upcasters of the current code base. Every event type is at schema version 1 except:
-    /// - `WithdrawalRequested` (schema 2): [`withdrawal_requested_v1_to_v2`].
+    /// - `WithdrawalRequested` (schema 2): [`withdrawal_requested_v1_to_v2`];
+    /// - `ProposalUpdated` (schema 2): [`proposal_updated_v1_to_v2`].
     pub fn current() -> Self {
-        Self::default().with("WithdrawalRequested", 1, withdrawal_requested_v1_to_v2)
+        Self::default()
+            .with("WithdrawalRequested", 1, withdrawal_requested_v1_to_v2)
+            .with("ProposalUpdated", 1, proposal_updated_v1_to_v2)
     }
 
     /// Register a step lifting `event_type` from `from_version` to `from_version + 1`.
@@ -45,6 +48,20 @@ impl Upcasters {
 fn withdrawal_requested_v1_to_v2(mut payload: Value) -> Value {
     if let Some(fields) = payload.as_object_mut() {
         fields.entry("scheduled_for").or_insert(Value::Null);
+    }
+    payload
+}
+
+/// `ProposalUpdated` 1 → 2: schema 2 names the proposal's author (`freelancer_id`), the subject
+/// of its sealed pitch. A schema-1 payload cannot know it: it reads as the nil id. The ledger's
+/// own schema-1 events are rewritten with the real author by the one-off sealing
+/// ([`crate::ledger::Ledger::seal_legacy_personal_data`]); this step serves copies outside it
+/// (messages still on Kafka), whose readers never use the author of an update.
+fn proposal_updated_v1_to_v2(mut payload: Value) -> Value {
+    if let Some(fields) = payload.as_object_mut() {
+        fields
+            .entry("freelancer_id")
+            .or_insert(Value::String(uuid::Uuid::nil().to_string()));
     }
     payload
 }

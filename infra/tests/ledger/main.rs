@@ -9,6 +9,7 @@ mod appends;
 mod dead_letters;
 mod idempotency;
 mod loading;
+mod personal;
 mod relay;
 mod reservations;
 mod scan;

@@ -26,6 +26,7 @@ async fn old_schema_versions_are_lifted_when_read() {
         event_type: "Incremented".into(),
         schema_version: 1,
         payload: json!({"type": "Incremented", "n": 5}),
+        personal: None,
     };
     let today = NewEvent::encode(&CounterEvent::Incremented { by: 7 }).expect("encode");
     assert_eq!(today.schema_version, 2);

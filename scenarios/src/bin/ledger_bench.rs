@@ -2,8 +2,9 @@
 //! run on one fresh database and topic prefix:
 //!
 //! 1. single-event commands appended by 1, 8 and 64 concurrent writers (each on its own
-//!    streams, with expected-version checks, command ids and the outbox row), beside a raw
-//!    INSERT of the same rows into a plain table;
+//!    streams, with expected-version checks, command ids and the outbox row), once in clear and
+//!    once with two personal fields sealed with the writer's personal data key (issue 14: the
+//!    cost of encryption), beside a raw INSERT of the same rows into a plain table;
 //! 2. relay throughput: the outbox those appends filled, published to Kafka;
 //! 3. commit-to-consumer latency at a steady rate (default 1,000 events/s): from the moment
 //!    an append returns to the moment the consumer toolkit hands the event to its handler.
@@ -13,7 +14,10 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use domain::BoundedContext;
+use domain::{
+    BoundedContext, UserId,
+    privacy::{PersonalData, PersonalField},
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use infra::{
     kafka::{
@@ -90,6 +94,13 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         appended += ledger_run.count;
         ledger_run.print(writers, "ledger append");
+        let sealed_run = run_writers(writers, args.commands, "sealed append", |writer, n| {
+            let ledger = ledger.clone();
+            async move { append_command_sealed(&ledger, writer, n).await }
+        })
+        .await?;
+        appended += sealed_run.count;
+        sealed_run.print(writers, "sealed append");
         let raw_run = run_writers(writers, args.commands, "raw INSERT", |writer, n| {
             let pool = ledger.pool().clone();
             async move { raw_insert(&pool, writer, n).await }
@@ -201,11 +212,33 @@ where
 }
 
 fn payload(stream: Uuid, version: i64) -> serde_json::Value {
-    json!({ "type": "Measured", "stream": stream, "n": version, "note": "a benchmark event of typical size" })
+    json!({ "type": "Measured", "stream": stream, "n": version, "note": "a benchmark event of typical size",
+            "name": "Ada Lovelace", "email": "ada@example.com" })
 }
+
+/// The personal fields of the sealed target: the name and email, the writer's own.
+const PERSONAL: &[PersonalField] = &[PersonalField::text("name"), PersonalField::email("email")];
 
 /// One single-event command: event `version` of `stream`, expecting `version - 1`.
 async fn append_command(ledger: &Ledger, stream: Uuid, version: i64) -> anyhow::Result<()> {
+    append_event(ledger, stream, version, None).await
+}
+
+/// [`append_command`] with the name and email sealed with the key of the stream's person.
+async fn append_command_sealed(ledger: &Ledger, stream: Uuid, version: i64) -> anyhow::Result<()> {
+    let personal = PersonalData {
+        subject: UserId::from_uuid(stream),
+        fields: PERSONAL,
+    };
+    append_event(ledger, stream, version, Some(personal)).await
+}
+
+async fn append_event(
+    ledger: &Ledger,
+    stream: Uuid,
+    version: i64,
+    personal: Option<PersonalData>,
+) -> anyhow::Result<()> {
     let write = StreamWrite {
         stream_id: stream,
         stream_type: "bench",
@@ -215,6 +248,7 @@ async fn append_command(ledger: &Ledger, stream: Uuid, version: i64) -> anyhow::
             event_type: "Measured".into(),
             schema_version: 1,
             payload: payload(stream, version),
+            personal,
         }],
     };
     let metadata = EventMetadata::new(Uuid::now_v7(), None, chrono::Utc::now());

@@ -785,6 +785,7 @@ async fn redelivered_and_out_of_order_events_change_nothing() -> anyhow::Result<
         store.clone(),
         Cache::connect(&config.redis).await?,
         Upcasters::current(),
+        p.env.ledger().await?,
     );
     let (job, proposal): (Uuid, Uuid) = (posted.id.parse()?, submitted.id.parse()?);
     let client: Uuid = job_view["client_id"].as_str().context("client")?.parse()?;

@@ -11,6 +11,7 @@ mod marketplace_flow;
 mod media;
 mod operations;
 mod payment_reads;
+mod privacy;
 mod projector_lag;
 mod replay;
 mod user_reads;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The value of `metric` for the users projector of this platform, if published.
-async fn users_gauge(platform: &Platform, metric: &str) -> anyhow::Result<Option<f64>> {
+pub(crate) async fn users_gauge(platform: &Platform, metric: &str) -> anyhow::Result<Option<f64>> {
     let text = platform
         .http
         .get(format!("{}/metrics", platform.projectors_url))
@@ -55,6 +55,7 @@ async fn a_poison_event_is_parked_and_the_projector_goes_on() -> anyhow::Result<
         event_type: "ClientRegistered".into(),
         schema_version: 1,
         payload: json!({"type": "ClientRegistered", "user_id": "not a uuid", "mood": "poisonous"}),
+        personal: None,
     };
     ledger
         .append(AppendRequest::new(

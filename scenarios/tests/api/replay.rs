@@ -21,7 +21,7 @@ use std::{
 use crate::world::{User, World};
 
 /// Poll `probe` until it succeeds; its last error once `deadline` has passed.
-async fn until<T, Fut>(deadline: Duration, mut probe: impl FnMut() -> Fut) -> anyhow::Result<T>
+pub(crate) async fn until<T, Fut>(deadline: Duration, mut probe: impl FnMut() -> Fut) -> anyhow::Result<T>
 where
     Fut: Future<Output = anyhow::Result<T>>,
 {
@@ -38,7 +38,7 @@ where
 }
 
 /// Run `control <args>` on `env`'s resources, in-process; how it ended and what it printed.
-async fn control(env: &TestEnv, args: &[&str]) -> anyhow::Result<(Outcome, String)> {
+pub(crate) async fn control(env: &TestEnv, args: &[&str]) -> anyhow::Result<(Outcome, String)> {
     let c = &env.config;
     let key = c.control.key.as_ref().context("the test has a control key")?;
     let owned = [

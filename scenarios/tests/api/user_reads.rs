@@ -514,6 +514,7 @@ async fn redelivered_older_and_racing_events_change_nothing() -> anyhow::Result<
     let projector = UsersProjector {
         profiles: UserProfiles::new(&db),
         upcasters: Upcasters::current(),
+        ledger: ledger.clone(),
     };
 
     // Every event again, in order, then newest first.
@@ -540,10 +541,12 @@ async fn redelivered_older_and_racing_events_change_nothing() -> anyhow::Result<
         race_db.collection::<Document>("users").drop().await?;
         let racers = (0..2).map(|_| {
             let (events, profiles) = (events.clone(), UserProfiles::new(&race_db));
+            let ledger = ledger.clone();
             tokio::spawn(async move {
                 let projector = UsersProjector {
                     profiles,
                     upcasters: Upcasters::current(),
+                    ledger,
                 };
                 for event in &events {
                     handle(&projector, event).await?;
@@ -564,7 +567,7 @@ async fn redelivered_older_and_racing_events_change_nothing() -> anyhow::Result<
             "round {round}: racing consumers"
         );
         // An older event after the race: nothing changes.
-        handle(&projector_on(&race_db), &events[1]).await?;
+        handle(&projector_on(&race_db, &ledger), &events[1]).await?;
         let again = UserProfiles::new(&race_db).own(fay.id.parse()?).await?;
         assert_eq!(
             again.as_ref(),
@@ -606,10 +609,11 @@ async fn redelivered_older_and_racing_events_change_nothing() -> anyhow::Result<
     platform.stop().await
 }
 
-fn projector_on(db: &mongodb::Database) -> UsersProjector {
+fn projector_on(db: &mongodb::Database, ledger: &infra::ledger::Ledger) -> UsersProjector {
     UsersProjector {
         profiles: UserProfiles::new(db),
         upcasters: Upcasters::current(),
+        ledger: ledger.clone(),
     }
 }
 

@@ -61,6 +61,10 @@ use views::rank;
 /// Keyword rows written at once for one event.
 const INDEX_CONCURRENCY: usize = 32;
 
+/// The write timestamp of an erased person's redacted fields: above every stream version (the
+/// timestamp of every other write), so nothing written later puts clear values back.
+pub const ERASURE_TIMESTAMP: i64 = 1 << 40;
+
 /// The key of job `job_id` in the Redis cache (see [`crate::redis::Cache::get_versioned`]).
 pub fn cache_key(job_id: Uuid) -> String {
     format!("job:{job_id}")
@@ -665,6 +669,52 @@ impl JobStore {
         )
         .await?;
         Ok(Applied::Written)
+    }
+
+    /// Redact the pitch and attachments of every proposal of `freelancer_id`, an erased person
+    /// ([`crate::privacy`]); how many proposals. Written at [`ERASURE_TIMESTAMP`], above every
+    /// version, so no event applied later (whose fields read as placeholders anyway once the key
+    /// is gone) or applied late can bring the clear values back.
+    pub async fn redact_freelancer(&self, freelancer_id: Uuid) -> Result<usize, StoreError> {
+        #[derive(DeserializeRow)]
+        struct Listed {
+            job_id: Uuid,
+            rank: i64,
+            sort_id: String,
+            proposal_id: Uuid,
+        }
+        let ks = self.keyspace.as_str();
+        let cql = format!(
+            "SELECT job_id, rank, sort_id, proposal_id FROM {ks}.proposals_by_freelancer WHERE freelancer_id = {freelancer_id}"
+        );
+        let listed: Vec<Listed> = self.rows::<Listed>(cql).await?.try_collect().await?;
+        let erased = || {
+            vec![
+                ("cover_letter", text(domain::privacy::ERASED_TEXT)),
+                ("attachments", text("[]")),
+            ]
+        };
+        for row in &listed {
+            let sort = [("rank", bigint(row.rank)), ("sort_id", text(row.sort_id.clone()))];
+            let mut by_id = vec![("proposal_id", uuid(row.proposal_id))];
+            by_id.extend(erased());
+            let mut by_job = vec![("job_id", uuid(row.job_id))];
+            by_job.extend(sort.clone());
+            by_job.extend(erased());
+            let mut by_freelancer = vec![("freelancer_id", uuid(freelancer_id))];
+            by_freelancer.extend(sort);
+            by_freelancer.extend(erased());
+            self.write_batch(
+                ERASURE_TIMESTAMP,
+                vec![
+                    Write::insert(ks, "proposals_by_id", by_id),
+                    Write::insert(ks, "proposals_by_job", by_job),
+                    Write::insert(ks, "proposals_by_freelancer", by_freelancer),
+                ],
+            )
+            .await?;
+        }
+        Ok(listed.len())
     }
 
     /// The proposals to `job_id`, newest first.
