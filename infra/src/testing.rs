@@ -38,6 +38,8 @@ impl TestEnv {
         // register many users from one address (the limits have their own test).
         config.auth.jwt_secret = Some(format!("test-secret-{}", Uuid::new_v4().simple()).into());
         config.control.key = Some(format!("test-control-key-{}", Uuid::new_v4().simple()).into());
+        let master = crate::privacy::Keyring::generate_key();
+        config.postgres.master_keys = Some(format!("test:{master}").into());
         config.control.heartbeat_ms = 500;
         config.withdrawals.worker_port = 0;
         config.auth.rate_per_address = 100_000;
@@ -116,6 +118,7 @@ pub fn process_env(c: &Config) -> Vec<(&'static str, String)> {
         ];
         vars.extend(secret(&c.auth.jwt_secret).map(|s| ("WORKUP_JWT_SECRET", s)));
         vars.extend(secret(&c.control.key).map(|s| ("WORKUP_CONTROL_KEY", s)));
+        vars.extend(secret(&c.postgres.master_keys).map(|s| ("WORKUP_MASTER_KEYS", s)));
         vars
     }
 }

@@ -169,7 +169,11 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
             "the payment is not projected yet: {}",
             answers[0]
         );
-        ensure!(answers[3].to_string().contains("PAID"), "milestone not paid yet");
+        ensure!(
+            answers[3].to_string().contains("\"paid\""),
+            "milestone not paid yet: {}",
+            answers[3]
+        );
         Ok(answers)
     })
     .await?;
@@ -264,11 +268,17 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
     );
 
     // 2. The live read models drop or redact her data.
-    let profile = world
-        .platform
-        .get(&format!("/api/v1/users/{erin_id}"), &world.client.token)
-        .await?;
-    assert_eq!(profile.status(), StatusCode::NOT_FOUND);
+    until(DEADLINE, || async {
+        let path = format!("/api/v1/users/{erin_id}");
+        let profile = world.platform.get(&path, &world.client.token).await?;
+        ensure!(
+            profile.status() == StatusCode::NOT_FOUND,
+            "profile: {}",
+            profile.status()
+        );
+        Ok(())
+    })
+    .await?;
     until(DEADLINE, || async {
         let response = world
             .platform

@@ -54,6 +54,15 @@ pub(crate) async fn control(env: &TestEnv, args: &[&str]) -> anyhow::Result<(Out
         ),
         ("--control-heartbeat-ms", c.control.heartbeat_ms.to_string()),
     ];
+    let master_keys = c
+        .postgres
+        .master_keys
+        .as_ref()
+        .context("the test has master keys")?;
+    let owned = owned.into_iter().chain([(
+        "--master-keys",
+        secrecy::ExposeSecret::expose_secret(master_keys).to_owned(),
+    )]);
     let mut argv = vec!["control".to_owned()];
     for (flag, value) in owned {
         argv.extend([flag.to_owned(), value]);
