@@ -180,12 +180,14 @@ pub enum UsersCommand {
 #[derive(Debug, Clone, Subcommand)]
 pub enum PrivacyCommand {
     /// How many personal data keys each master key wraps, and how many people are erased.
+    #[command(after_help = "Example:\n  control privacy keys --json")]
     Keys,
     /// Rewrap every personal data key with the first master key of WORKUP_MASTER_KEYS (list the
     /// new key first and keep the old ones after it until this has run everywhere).
     #[command(after_help = "Example:\n  WORKUP_MASTER_KEYS=k2:<new>,k1:<old> control privacy rotate")]
     Rotate,
     /// Print a fresh random master key (base64) for WORKUP_MASTER_KEYS.
+    #[command(after_help = "Example:\n  WORKUP_MASTER_KEYS=\"k1:$(control privacy new-key)\"")]
     NewKey,
 }
 

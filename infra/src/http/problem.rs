@@ -84,6 +84,9 @@ impl From<LedgerError> for ApiError {
             LedgerError::VersionConflict { .. } => Self::VersionConflict,
             LedgerError::ReservationTaken { scope: "email" } => Self::Taken("email-taken"),
             LedgerError::ReservationTaken { .. } => Self::Taken("value-taken"),
+            // A write about a person erased meanwhile (e.g. a token still valid after the
+            // account was deleted): that person is gone.
+            LedgerError::Privacy(crate::privacy::PrivacyError::Erased(_)) => Self::NotFound("user"),
             LedgerError::Database(e) if is_unavailable(&e) => {
                 tracing::warn!(error = %e, "ledger database unavailable");
                 Self::Unavailable("database-unavailable")
@@ -329,6 +332,13 @@ mod tests {
         }
         let response = ApiError::from(LedgerError::Database(sqlx::Error::RowNotFound)).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_write_about_an_erased_person_is_a_404_not_a_500() {
+        let erased = crate::privacy::PrivacyError::Erased(uuid::Uuid::nil());
+        let response = ApiError::from(LedgerError::Privacy(erased)).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
 
     #[test]

@@ -267,7 +267,33 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
         "her earnings stay in the ledger"
     );
 
-    // 2. The live read models drop or redact her data.
+    // 2. Kafka carries what the ledger stores: sealed (the topics never held her data in clear).
+    let kafka = &world.platform.env.config.kafka;
+    let mut sealed = 0;
+    for context in [BoundedContext::Users, BoundedContext::Jobs] {
+        let topic = kafka.context_topic(context);
+        let records = control::topic::read_to_end(kafka, &topic, DEADLINE)
+            .await?
+            .context("no topic")?;
+        for record in records {
+            let mut text = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned();
+            for (name, value) in &record.headers {
+                text.push_str(name);
+                text.push_str(&String::from_utf8_lossy(value.as_deref().unwrap_or_default()));
+            }
+            for value in &personal_values {
+                ensure!(!text.contains(value.as_str()), "{topic} carries {value}: {text}");
+            }
+            sealed += usize::from(text.contains(envelope::MEMBER) && text.contains(&erin.id));
+        }
+    }
+    // Six events sealed for her; her deletion may still be in the outbox.
+    ensure!(
+        sealed >= 5,
+        "only {sealed} of Erin's sealed events were read from Kafka"
+    );
+
+    // 3. The live read models drop or redact her data.
     until(DEADLINE, || async {
         let path = format!("/api/v1/users/{erin_id}");
         let profile = world.platform.get(&path, &world.client.token).await?;
@@ -296,14 +322,14 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
     let refused = world.platform.post("/api/v1/users/login", None, &login).await?;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 
-    // 3. The other party reads exactly what it read before.
+    // 4. The other party reads exactly what it read before.
     assert_eq!(
         client_view(&world, &client_reads).await?,
         before,
         "the client's money or contract changed"
     );
 
-    // 4. Every read model rebuilt from the ledger holds nothing personal of hers, and equals
+    // 5. Every read model rebuilt from the ledger holds nothing personal of hers, and equals
     //    the live one.
     let env = &world.platform.env;
     let (outcome, output) = control(env, &["replay", "rebuild", "all"]).await?;
@@ -333,7 +359,7 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
         "changed by the rebuild"
     );
 
-    // 5. The same email registers again: a new person, with a new key.
+    // 6. The same email registers again: a new person, with a new key.
     let again = json!({"email": erin.email, "password": "correct horse battery", "name": "Erin Again"});
     let created: Value = expect(
         world
