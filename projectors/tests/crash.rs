@@ -814,6 +814,8 @@ async fn a_projector_killed_mid_stream_converges_to_the_answers_of_one_that_neve
     let mut reference = reference_env.config.clone();
     // One token secret: the workload's tokens are good on both query-apis.
     reference.auth = killed.auth.clone();
+    // One ledger: the personal data keys that open the republished events live in it.
+    reference.postgres = killed.postgres.clone();
     let http = Client::builder().timeout(Duration::from_secs(30)).build()?;
 
     // The workload, relayed to the killed projector's topics.

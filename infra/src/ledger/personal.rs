@@ -108,27 +108,15 @@ impl Ledger {
                     .lift(&event_type, schema_version, row.try_get("payload")?);
                 let new = match row.try_get::<&str, _>("stream_type")? {
                     "user" => reencode::<UserEvent>(&event_type, payload)?,
-                    _ => match decode::<ProposalEvent>(&event_type, payload)? {
-                        ProposalEvent::ProposalUpdated {
-                            proposal_id,
-                            freelancer_id,
-                            cover_letter,
-                            milestones,
-                            attachments,
-                            updated_at,
-                        } if freelancer_id.as_uuid().is_nil() => {
-                            let freelancer_id = proposal_author(&mut tx, stream_id).await?;
-                            NewEvent::encode(&ProposalEvent::ProposalUpdated {
-                                proposal_id,
-                                freelancer_id,
-                                cover_letter,
-                                milestones,
-                                attachments,
-                                updated_at,
-                            })?
+                    _ => {
+                        let mut event = decode::<ProposalEvent>(&event_type, payload)?;
+                        if let ProposalEvent::ProposalUpdated { freelancer_id, .. } = &mut event
+                            && freelancer_id.as_uuid().is_nil()
+                        {
+                            *freelancer_id = proposal_author(&mut tx, stream_id).await?;
                         }
-                        event => NewEvent::encode(&event)?,
-                    },
+                        NewEvent::encode(&event)?
+                    }
                 };
                 let Some(personal) = new.personal else {
                     continue;

@@ -402,13 +402,11 @@ async fn client_view(world: &World, reads: &[String]) -> anyhow::Result<Vec<Valu
     Ok(answers)
 }
 
-/// Append `payload` (its personal fields already in an envelope, or not) as event 1 or later of
-/// user stream `stream`.
+/// Append `payload` (its personal fields already in an envelope) to user stream `stream`.
 async fn append_raw(
-    world_ledger: &infra::ledger::Ledger,
+    ledger: &infra::ledger::Ledger,
     stream: Uuid,
     expected: ExpectedVersion,
-    event_type: &str,
     payload: Value,
 ) -> anyhow::Result<()> {
     let write = StreamWrite {
@@ -417,18 +415,14 @@ async fn append_raw(
         context: BoundedContext::Users,
         expected,
         events: vec![NewEvent {
-            event_type: event_type.into(),
+            event_type: payload["type"].as_str().context("type")?.to_owned(),
             schema_version: 1,
             payload,
             personal: None,
         }],
     };
-    world_ledger
-        .append(AppendRequest::new(
-            EventMetadata::new(Uuid::now_v7(), None, Utc::now()),
-            vec![write],
-        ))
-        .await?;
+    let metadata = EventMetadata::new(Uuid::now_v7(), None, Utc::now());
+    ledger.append(AppendRequest::new(metadata, vec![write])).await?;
     Ok(())
 }
 
@@ -456,46 +450,27 @@ async fn a_missing_or_wrong_key_never_stops_the_projector_the_fields_read_as_red
 
     // No key at all: sealed with a key the ledger never had.
     let keyless = Uuid::now_v7();
-    let mut payload = registration(keyless, "Keyless");
-    envelope::seal(&mut payload, &personal(keyless, REGISTRATION), &stranger_key)?;
-    append_raw(
-        &ledger,
-        keyless,
-        ExpectedVersion::NoStream,
-        "ClientRegistered",
-        payload,
-    )
-    .await?;
-
-    // A key, but not the one that sealed the next event.
+    let mut no_key = registration(keyless, "Keyless");
+    envelope::seal(&mut no_key, &personal(keyless, REGISTRATION), &stranger_key)?;
+    // A key, but not the one that sealed the event.
     let (wrong, _) = platform
         .signed_up_client(&format!("wrong-{}@example.com", Uuid::new_v4().simple()), "Wendy")
         .await?;
     let wrong: Uuid = wrong.parse()?;
-    let mut update = json!({"type": "ProfileUpdated", "user_id": wrong, "name": "Wendy Two", "headline": "h", "bio": "b", "updated_at": Utc::now()});
-    envelope::seal(&mut update, &personal(wrong, NAME), &stranger_key)?;
-    append_raw(
-        &ledger,
-        wrong,
-        ExpectedVersion::Exact(1),
-        "ProfileUpdated",
-        update,
-    )
-    .await?;
-
+    let mut wrong_key = json!({"type": "ProfileUpdated", "user_id": wrong, "name": "Wendy Two", "headline": "h", "bio": "b", "updated_at": Utc::now()});
+    envelope::seal(&mut wrong_key, &personal(wrong, NAME), &stranger_key)?;
     // Altered data: the sealed blob cut short.
     let altered = Uuid::now_v7();
-    let mut payload = registration(altered, "Altered");
-    envelope::seal(&mut payload, &personal(altered, REGISTRATION), &stranger_key)?;
-    payload[envelope::MEMBER]["sealed"] = json!("AAAA");
-    append_raw(
-        &ledger,
-        altered,
-        ExpectedVersion::NoStream,
-        "ClientRegistered",
-        payload,
-    )
-    .await?;
+    let mut cut = registration(altered, "Altered");
+    envelope::seal(&mut cut, &personal(altered, REGISTRATION), &stranger_key)?;
+    cut[envelope::MEMBER]["sealed"] = json!("AAAA");
+    for (stream, expected, payload) in [
+        (keyless, ExpectedVersion::NoStream, no_key),
+        (wrong, ExpectedVersion::Exact(1), wrong_key),
+        (altered, ExpectedVersion::NoStream, cut),
+    ] {
+        append_raw(&ledger, stream, expected, payload).await?;
+    }
 
     // Each is projected with placeholders; a registration after them too (the projector goes on).
     let (last, token) = platform
