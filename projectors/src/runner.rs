@@ -75,6 +75,12 @@ impl Projectors {
                 |p| async move { p.ping().await },
             ),
             health::ready_check("cassandra", session, |s| async move { cassandra::ping(&s).await }),
+            // The personal data keys (users and jobs projectors open personal fields with them).
+            health::ready_check(
+                "postgres",
+                catalog.ledger().clone(),
+                |l| async move { l.ping().await },
+            ),
         ];
         let router = with_common_layers(health::router("projectors", checks), &config.http);
         let address = format!("{}:{}", config.http.host, config.http.projectors_port);
