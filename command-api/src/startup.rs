@@ -41,6 +41,10 @@ impl Application {
         let ledger = Ledger::connect(&config.postgres)
             .await
             .with_context(|| "could not connect to the ledger (WORKUP_PG_URL)".to_string())?;
+        ledger
+            .seal_legacy_personal_data()
+            .await
+            .context("could not seal the personal data of earlier events")?;
         kafka::ensure_topics(&config.kafka, &kafka::context_topics(&config.kafka), false)
             .await
             .context("could not create the Kafka topics (WORKUP_KAFKA_BROKERS)")?;

@@ -79,7 +79,12 @@ impl PostgresConfig {
     pub fn keyring(&self) -> Result<crate::privacy::Keyring, crate::privacy::PrivacyError> {
         match &self.master_keys {
             Some(keys) => crate::privacy::Keyring::parse(keys),
-            None => Ok(crate::privacy::Keyring::development()),
+            None => {
+                tracing::warn!(
+                    "WORKUP_MASTER_KEYS is unset: personal data is sealed and opened with the development master key"
+                );
+                Ok(crate::privacy::Keyring::development())
+            }
         }
     }
 

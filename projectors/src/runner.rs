@@ -44,6 +44,8 @@ pub struct Projectors {
 impl Projectors {
     /// Connect to the read models, create their schema and start every consumer.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // The users and jobs projectors open personal data with the master keys.
+        config.postgres.require_master_keys(config.auth.environment)?;
         let control = ControlPlane::join(&config, "projectors")
             .await
             .context("could not join the control plane (WORKUP_CONTROL_KEY, WORKUP_KAFKA_BROKERS)")?;

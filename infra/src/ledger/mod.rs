@@ -161,8 +161,8 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Connect (lazily, with a bounded pool), run the migrations and seal the personal data of
-    /// events recorded before it was sealed ([`Ledger::seal_legacy_personal_data`], once).
+    /// Connect (lazily, with a bounded pool) and run the migrations; personal data is sealed and
+    /// opened with `config`'s master keys.
     pub async fn connect(config: &PostgresConfig) -> Result<Self, LedgerError> {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -170,9 +170,7 @@ impl Ledger {
             .connect(&config.url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let ledger = Self::new(pool, Upcasters::current()).with_keyring(config.keyring()?);
-        ledger.seal_legacy_personal_data().await?;
-        Ok(ledger)
+        Ok(Self::new(pool, Upcasters::current()).with_keyring(config.keyring()?))
     }
 
     /// A ledger on an existing (migrated) pool, with the development master key.

@@ -58,9 +58,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Seal the personal data of the events recorded before it was sealed, once per ledger (the
-    /// first service to start after the upgrade does it, under an advisory lock; the others wait
-    /// for it and find it done). Each event is decoded with today's upcasters and stored again at
+    /// Seal the personal data of the events recorded before it was sealed, once per ledger
+    /// (command-api does it at start, with its master keys checked, under an advisory lock:
+    /// other instances wait for it and find it done). Each event is decoded with today's upcasters and stored again at
     /// today's schema with its personal fields sealed (schema-1 `ProposalUpdated` gets its
     /// author from the proposal's first event). People whose account was already deleted are
     /// then erased: their keys destroyed. Returns how many events were sealed.
