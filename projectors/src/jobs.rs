@@ -24,6 +24,7 @@ use domain::{
 use infra::{
     kafka::consumer::{EventHandler, HandlerError},
     ledger::{Ledger, RecordedEvent, Upcasters},
+    privacy::envelope,
     read_models::jobs::{
         self, JobChange, JobContent, JobStore, MilestoneView, ProposalChange, ProposalStatus, ProposalTerms,
     },
@@ -109,7 +110,7 @@ impl JobsProjector {
 
     async fn proposal(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
         let mut opened = [event.clone()];
-        self.ledger.open_personal_data(&mut opened).await?;
+        let in_clear = self.ledger.open_personal_data(&mut opened).await? == 1;
         let change = match opened[0].decode::<ProposalEvent>(&self.upcasters)? {
             ProposalEvent::ProposalSubmitted {
                 job_id,
@@ -170,6 +171,15 @@ impl JobsProjector {
             .apply_proposal(event.stream_id, event.version, change)
             .await?;
         tracing::debug!(?applied, "proposal event projected");
+        // The author erased while this event was applied: the erasure's redaction may have
+        // listed their proposals before this write, so redact again (idempotent). Either that
+        // listing saw this row, or this check sees the erasure.
+        if in_clear
+            && let Some(author) = envelope::subject(&event.payload)
+            && self.ledger.is_erased(author).await?
+        {
+            self.store.redact_freelancer(author).await?;
+        }
         Ok(())
     }
 

@@ -26,17 +26,19 @@ const LEGACY_PAGE: i64 = 1_000;
 impl Ledger {
     /// Open the sealed personal fields of `events` with their subjects' keys (one query for all).
     /// The fields of an erased person, or of a seal that does not open (a wrong key, altered
-    /// data: logged), become their placeholders; only a database failure is an error.
-    pub async fn open_personal_data(&self, events: &mut [RecordedEvent]) -> Result<(), LedgerError> {
+    /// data: logged), become their placeholders; only a database failure is an error. Returns
+    /// how many events had their fields opened.
+    pub async fn open_personal_data(&self, events: &mut [RecordedEvent]) -> Result<usize, LedgerError> {
         let subjects: BTreeSet<Uuid> = events
             .iter()
             .filter_map(|e| envelope::subject(&e.payload))
             .collect();
         if subjects.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let subjects: Vec<Uuid> = subjects.into_iter().collect();
         let keys = keys::for_reading(&self.pool(), &self.keyring, &subjects).await?;
+        let mut opened_events = 0;
         for event in events {
             let Some(subject) = envelope::subject(&event.payload) else {
                 continue;
@@ -45,7 +47,7 @@ impl Ledger {
                 .get(&subject)
                 .map(|key| envelope::open(&mut event.payload, key));
             match opened {
-                Some(Ok(())) => {}
+                Some(Ok(())) => opened_events += 1,
                 Some(Err(error)) => {
                     metrics::counter!("workup_personal_data_unopened_total").increment(1);
                     tracing::error!(%subject, position = event.global_position, %error, "sealed personal data does not open: read as redacted");
@@ -55,7 +57,12 @@ impl Ledger {
                 None => envelope::redact(&mut event.payload),
             }
         }
-        Ok(())
+        Ok(opened_events)
+    }
+
+    /// Whether `subject` was erased (their personal data key destroyed).
+    pub async fn is_erased(&self, subject: Uuid) -> Result<bool, LedgerError> {
+        Ok(keys::is_erased(&self.pool(), subject).await?)
     }
 
     /// Seal the personal data of the events recorded before it was sealed, once per ledger

@@ -112,6 +112,16 @@ pub async fn for_reading(
     Ok(keys)
 }
 
+/// Whether `subject`'s data key was destroyed.
+pub async fn is_erased(pool: &PgPool, subject: Uuid) -> Result<bool, PrivacyError> {
+    let erased: Option<bool> =
+        sqlx::query_scalar("SELECT erased_at IS NOT NULL FROM personal_data_keys WHERE subject_id = $1")
+            .bind(subject)
+            .fetch_optional(pool)
+            .await?;
+    Ok(erased.unwrap_or(false))
+}
+
 /// Destroy `subject`'s data key (in the erasing append's transaction), leaving a tombstone.
 pub async fn erase(conn: &mut PgConnection, subject: Uuid) -> Result<(), PrivacyError> {
     sqlx::query(

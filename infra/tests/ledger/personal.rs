@@ -146,7 +146,11 @@ async fn events_recorded_in_clear_are_sealed_once_and_deleted_people_erased() {
     );
     let mut pitches = ledger.read_stream(proposal, 1).await.expect("stream");
     pitches.extend(ledger.read_stream(deleted_proposal, 1).await.expect("stream"));
-    ledger.open_personal_data(&mut pitches).await.expect("open");
+    assert_eq!(
+        ledger.open_personal_data(&mut pitches).await.expect("open"),
+        2,
+        "Ada's two"
+    );
     let letters: Vec<&Value> = pitches.iter().map(|e| &e.payload["cover_letter"]).collect();
     assert_eq!(
         letters,

@@ -249,7 +249,11 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
     assert_eq!(registered.email.as_str(), ERASED_EMAIL);
     assert!(loaded.state.deleted);
     let mut events = world.ledger.read_stream(erin_id, 1).await?;
-    world.ledger.open_personal_data(&mut events).await?;
+    assert_eq!(
+        world.ledger.open_personal_data(&mut events).await?,
+        0,
+        "nothing of hers opens"
+    );
     for event in &events {
         for value in &personal_values {
             assert!(
