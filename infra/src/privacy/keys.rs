@@ -49,32 +49,35 @@ pub async fn for_writing(
 ) -> Result<Key, PrivacyError> {
     let fresh = XChaCha20Poly1305::generate_key(&mut OsRng);
     let (master_key_id, wrapped) = keyring.wrap(subject, &fresh)?;
-    // Inserted, or else the stored row (read again if a concurrent first use won meanwhile: the
-    // statement's snapshot predates that row).
-    for statement in [
+    // Inserted, or else the stored row: a concurrent first use is waited for and its row returned
+    // (tested); read once more should the statement return nothing.
+    let inserted = sqlx::query(
         "WITH inserted AS (
              INSERT INTO personal_data_keys (subject_id, master_key_id, wrapped_key) VALUES ($1, $2, $3)
              ON CONFLICT (subject_id) DO NOTHING RETURNING master_key_id, wrapped_key)
          SELECT master_key_id, wrapped_key FROM inserted
          UNION ALL SELECT master_key_id, wrapped_key FROM personal_data_keys WHERE subject_id = $1",
-        "SELECT master_key_id, wrapped_key FROM personal_data_keys WHERE subject_id = $1",
-    ] {
-        let row = sqlx::query(statement)
-            .bind(subject)
-            .bind(&master_key_id)
-            .bind(&wrapped)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = row {
-            let id: Option<String> = row.try_get("master_key_id")?;
-            let stored: Option<Vec<u8>> = row.try_get("wrapped_key")?;
-            return match (id, stored) {
-                (Some(id), Some(stored)) => keyring.unwrap_key(subject, &id, &stored),
-                _ => Err(PrivacyError::Erased(subject)),
-            };
+    )
+    .bind(subject)
+    .bind(&master_key_id)
+    .bind(&wrapped)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let row = match inserted {
+        Some(row) => row,
+        None => {
+            sqlx::query("SELECT master_key_id, wrapped_key FROM personal_data_keys WHERE subject_id = $1")
+                .bind(subject)
+                .fetch_one(&mut *conn)
+                .await?
         }
+    };
+    let id: Option<String> = row.try_get("master_key_id")?;
+    let stored: Option<Vec<u8>> = row.try_get("wrapped_key")?;
+    match (id, stored) {
+        (Some(id), Some(stored)) => keyring.unwrap_key(subject, &id, &stored),
+        _ => Err(PrivacyError::Erased(subject)),
     }
-    Err(PrivacyError::Database(sqlx::Error::RowNotFound))
 }
 
 /// The data keys of those of `subjects` who have one (the erased and the unknown are left out).

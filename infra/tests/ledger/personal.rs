@@ -282,3 +282,30 @@ async fn loaded_email(ledger: &Ledger, user: Uuid) -> String {
         .as_str()
         .to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_write_racing_another_for_the_same_person_gets_the_winner_s_key() {
+    let env = test_env().await;
+    let ledger = env.ledger().await.expect("ledger");
+    let person = Uuid::now_v7();
+    // The first transaction makes the key and holds it uncommitted ...
+    let mut first = ledger.pool().begin().await.expect("begin");
+    let key = keys::for_writing(&mut first, ledger.keyring(), person)
+        .await
+        .expect("made");
+    // ... the second, wanting a key for the same person, waits for it ...
+    let second = tokio::spawn({
+        let (pool, ledger) = (ledger.pool(), ledger.clone());
+        async move {
+            let mut second = pool.begin().await.expect("begin");
+            let key = keys::for_writing(&mut second, ledger.keyring(), person).await;
+            second.commit().await.expect("commit");
+            key
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second waits for the first's row");
+    first.commit().await.expect("commit");
+    // ... and gets the key the first made, not an error or a key of its own.
+    assert_eq!(second.await.expect("task").expect("the winner's key"), key);
+}
