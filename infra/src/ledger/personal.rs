@@ -29,18 +29,16 @@ impl Ledger {
     /// data: logged), become their placeholders; only a database failure is an error. Returns
     /// how many events had their fields opened.
     pub async fn open_personal_data(&self, events: &mut [RecordedEvent]) -> Result<usize, LedgerError> {
-        let subjects: BTreeSet<Uuid> = events
-            .iter()
-            .filter_map(|e| envelope::subject(&e.payload))
-            .collect();
-        if subjects.is_empty() {
+        let subjects: Vec<Option<Uuid>> = events.iter().map(|e| envelope::subject(&e.payload)).collect();
+        let wanted: BTreeSet<Uuid> = subjects.iter().flatten().copied().collect();
+        if wanted.is_empty() {
             return Ok(0);
         }
-        let subjects: Vec<Uuid> = subjects.into_iter().collect();
-        let keys = keys::for_reading(&self.pool(), &self.keyring, &subjects).await?;
+        let wanted: Vec<Uuid> = wanted.into_iter().collect();
+        let keys = keys::for_reading(&self.pool(), &self.keyring, &wanted).await?;
         let mut opened_events = 0;
-        for event in events {
-            let Some(subject) = envelope::subject(&event.payload) else {
+        for (event, subject) in events.iter_mut().zip(subjects) {
+            let Some(subject) = subject else {
                 continue;
             };
             let opened = keys

@@ -31,10 +31,11 @@ impl Sealer {
         let subject = personal.subject.as_uuid();
         let key = match self.keys.get(&subject) {
             Some(key) => *key,
-            None => *self
-                .keys
-                .entry(subject)
-                .or_insert(for_writing(conn, keyring, subject).await?),
+            None => {
+                let key = for_writing(conn, keyring, subject).await?;
+                self.keys.insert(subject, key);
+                key
+            }
         };
         envelope::seal(payload, personal, &key)
     }

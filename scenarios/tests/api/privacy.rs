@@ -18,7 +18,7 @@ use domain::{
     users::User as UserAggregate,
 };
 use infra::{
-    ledger::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StreamWrite},
+    ledger::{ExpectedVersion, Ledger},
     privacy::envelope,
     read_models::{generation::Target, storage::Storage},
 };
@@ -29,7 +29,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::{
-    projector_lag::users_gauge,
+    projector_lag::{append_user_event, users_gauge},
     replay::{control, until},
     world::{User, World, due},
 };
@@ -199,16 +199,11 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
         format!("photos/{tag}.png"),
         format!("files/{tag}.pdf"),
     ];
-    let pool = world.ledger.pool();
-    let rows: Vec<String> = sqlx::query_scalar("SELECT payload::text || metadata::text FROM events")
-        .fetch_all(&pool)
-        .await?;
-    for value in &personal_values {
-        ensure!(
-            !rows.iter().any(|row| row.contains(value.as_str())),
-            "{value} is stored in clear before the erasure"
-        );
-    }
+    let in_clear = in_ledger_rows(&world.ledger, &personal_values).await?;
+    ensure!(
+        in_clear.is_empty(),
+        "stored in clear before the erasure: {in_clear:?}"
+    );
 
     // Erase Erin.
     let erin_id: Uuid = erin.id.parse()?;
@@ -224,15 +219,12 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
 
     // 1. The ledger: every event is still there, nothing personal of Erin's opens, the email is
     //    free, her key is gone, and her wallet's history is whole.
-    let rows: Vec<String> = sqlx::query_scalar("SELECT payload::text || metadata::text FROM events")
-        .fetch_all(&pool)
-        .await?;
-    for value in &personal_values {
-        ensure!(
-            !rows.iter().any(|row| row.contains(value.as_str())),
-            "{value} is in the ledger"
-        );
-    }
+    let in_clear = in_ledger_rows(&world.ledger, &personal_values).await?;
+    ensure!(
+        in_clear.is_empty(),
+        "in the ledger after the erasure: {in_clear:?}"
+    );
+    let pool = world.ledger.pool();
     let reserved: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE value = $1")
         .bind(&erin.email)
         .fetch_one(&pool)
@@ -391,6 +383,18 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
     world.platform.stop().await
 }
 
+/// Those of `values` that some ledger row (payload or metadata) holds in clear.
+async fn in_ledger_rows<'v>(ledger: &Ledger, values: &'v [String]) -> anyhow::Result<Vec<&'v str>> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT payload::text || metadata::text FROM events")
+        .fetch_all(&ledger.pool())
+        .await?;
+    Ok(values
+        .iter()
+        .map(String::as_str)
+        .filter(|value| rows.iter().any(|row| row.contains(value)))
+        .collect())
+}
+
 /// The client's answers to `reads`, all 200.
 async fn client_view(world: &World, reads: &[String]) -> anyhow::Result<Vec<Value>> {
     let mut answers = Vec::new();
@@ -404,30 +408,6 @@ async fn client_view(world: &World, reads: &[String]) -> anyhow::Result<Vec<Valu
         answers.push(response.json::<Value>().await?);
     }
     Ok(answers)
-}
-
-/// Append `payload` (its personal fields already in an envelope) to user stream `stream`.
-async fn append_raw(
-    ledger: &infra::ledger::Ledger,
-    stream: Uuid,
-    expected: ExpectedVersion,
-    payload: Value,
-) -> anyhow::Result<()> {
-    let write = StreamWrite {
-        stream_id: stream,
-        stream_type: "user",
-        context: BoundedContext::Users,
-        expected,
-        events: vec![NewEvent {
-            event_type: payload["type"].as_str().context("type")?.to_owned(),
-            schema_version: 1,
-            payload,
-            personal: None,
-        }],
-    };
-    let metadata = EventMetadata::new(Uuid::now_v7(), None, Utc::now());
-    ledger.append(AppendRequest::new(metadata, vec![write])).await?;
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -473,7 +453,7 @@ async fn a_missing_or_wrong_key_never_stops_the_projector_the_fields_read_as_red
         (wrong, ExpectedVersion::Exact(1), wrong_key),
         (altered, ExpectedVersion::NoStream, cut),
     ] {
-        append_raw(&ledger, stream, expected, payload).await?;
+        append_user_event(&ledger, stream, expected, payload).await?;
     }
 
     // Each is projected with placeholders; a registration after them too (the projector goes on).

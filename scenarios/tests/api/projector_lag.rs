@@ -7,7 +7,7 @@ use chrono::Utc;
 use domain::BoundedContext;
 use infra::{
     kafka::{consumer::group_id, lag::LagProbe},
-    ledger::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StreamWrite},
+    ledger::{AppendRequest, EventMetadata, ExpectedVersion, Ledger, NewEvent, StreamWrite},
 };
 use reqwest::StatusCode;
 use scenarios::harness::{Platform, eventually, expect};
@@ -44,6 +44,31 @@ pub(crate) async fn users_gauge(platform: &Platform, metric: &str) -> anyhow::Re
         .transpose()
 }
 
+/// Append `payload` as it is (nothing sealed by the append: its personal fields, if any, are
+/// already in an envelope, or it is not a valid event at all) to user stream `stream`.
+pub(crate) async fn append_user_event(
+    ledger: &Ledger,
+    stream: Uuid,
+    expected: ExpectedVersion,
+    payload: Value,
+) -> anyhow::Result<()> {
+    let write = StreamWrite {
+        stream_id: stream,
+        stream_type: "user",
+        context: BoundedContext::Users,
+        expected,
+        events: vec![NewEvent {
+            event_type: payload["type"].as_str().context("type")?.to_owned(),
+            schema_version: 1,
+            payload,
+            personal: None,
+        }],
+    };
+    let metadata = EventMetadata::new(Uuid::now_v7(), None, Utc::now());
+    ledger.append(AppendRequest::new(metadata, vec![write])).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_event_is_parked_and_the_projector_goes_on() -> anyhow::Result<()> {
     let platform = Platform::start_with(|c| c.http.consistency_wait_ms = 30_000).await?;
@@ -51,24 +76,8 @@ async fn a_poison_event_is_parked_and_the_projector_goes_on() -> anyhow::Result<
 
     // A user event no version of the users projector can decode.
     let poison = Uuid::now_v7();
-    let bogus = NewEvent {
-        event_type: "ClientRegistered".into(),
-        schema_version: 1,
-        payload: json!({"type": "ClientRegistered", "user_id": "not a uuid", "mood": "poisonous"}),
-        personal: None,
-    };
-    ledger
-        .append(AppendRequest::new(
-            EventMetadata::new(Uuid::now_v7(), None, Utc::now()),
-            vec![StreamWrite {
-                stream_id: poison,
-                stream_type: "user",
-                context: BoundedContext::Users,
-                expected: ExpectedVersion::NoStream,
-                events: vec![bogus],
-            }],
-        ))
-        .await?;
+    let bogus = json!({"type": "ClientRegistered", "user_id": "not a uuid", "mood": "poisonous"});
+    append_user_event(&ledger, poison, ExpectedVersion::NoStream, bogus).await?;
 
     // Registrations after it are still projected (the read waits for the token; it would answer
     // 504 if the projector had stopped).
