@@ -1,21 +1,24 @@
 //! The outbox relay (DESIGN §1, §5): publishes committed events to their context's topic,
-//! in ledger order, and deletes them from the outbox once the broker acknowledged them.
+//! in ledger order, and deletes them from the outbox once the broker has acknowledged them.
 //!
-//! Several instances may run: one batch is in flight at a time (see [`crate::ledger::outbox`]).
-//! A crash between publish and delete republishes the batch; consumers de-duplicate by
-//! (stream id, version), so each event is seen exactly once.
+//! Several instances may run; one holds the outbox ([`RelayLease`]) and the others stand by.
+//! The holder keeps up to [`Relay::with_depth`] batches in flight: the next batch is read and
+//! queued on the producer while earlier ones wait for their acknowledgements, which are taken
+//! (and their rows deleted) in order. The producer keeps queued messages in order per partition
+//! and retries them until delivered (no message timeout), so a later batch cannot overtake an
+//! earlier one. If a send still fails, every batch in flight is waited for before the unacknowledged
+//! rows are read again: republished, never skipped. A crash between publish and delete
+//! republishes too; consumers de-duplicate by (stream id, version), so each event is applied once.
 
-use futures::future::try_join_all;
-use rdkafka::producer::FutureProducer;
-use sqlx::postgres::PgListener;
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use rdkafka::producer::{FutureProducer, future_producer::DeliveryFuture};
+use std::{collections::VecDeque, time::Duration};
+use tokio::sync::{Mutex, watch};
 
 use crate::{
     config::KafkaConfig,
     control::{self, Settings},
     kafka::{self, KafkaError},
-    ledger::{Ledger, LedgerError, append::OUTBOX_CHANNEL},
+    ledger::{Ledger, LedgerError, RecordedEvent, RelayLease},
 };
 
 /// Why a relay step failed (the step is retried; nothing is lost).
@@ -34,8 +37,32 @@ pub enum RelayError {
 pub enum Step {
     /// Published this many events.
     Published(usize),
-    /// Nothing to publish (or another relay holds the batch).
+    /// Nothing to publish (or another relay holds the outbox).
     Idle,
+}
+
+/// A batch sent and not yet acknowledged.
+struct InFlight {
+    positions: Vec<i64>,
+    deliveries: Vec<DeliveryFuture>,
+}
+
+impl InFlight {
+    /// Wait for every acknowledgement; the first failure, if any (after all have resolved).
+    async fn acknowledged(self) -> (Vec<i64>, Result<(), KafkaError>) {
+        let mut outcome = Ok(());
+        for delivery in self.deliveries {
+            let failure = match delivery.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((error, _))) => error,
+                Err(_) => rdkafka::error::KafkaError::Canceled,
+            };
+            if outcome.is_ok() {
+                outcome = Err(KafkaError::Client(failure));
+            }
+        }
+        (self.positions, outcome)
+    }
 }
 
 /// The outbox relay.
@@ -44,60 +71,92 @@ pub struct Relay {
     producer: FutureProducer,
     kafka: KafkaConfig,
     batch_size: i64,
+    depth: usize,
     control: Option<watch::Receiver<Settings>>,
+    /// The lease of [`Relay::step`] (tests and tools), kept between steps.
+    lease: Mutex<Option<RelayLease>>,
 }
 
 impl Relay {
-    /// A relay publishing `ledger`'s outbox with batches of `batch_size`.
+    /// How long an idle relay waits before looking at the outbox again (appends do not notify).
+    pub const POLL: Duration = Duration::from_millis(5);
+    /// How long a relay that does not hold the outbox waits before trying again.
+    const STANDBY: Duration = Duration::from_secs(1);
+
+    /// A relay publishing `ledger`'s outbox with batches of `batch_size`, 8 in flight.
     pub fn new(ledger: Ledger, kafka: &KafkaConfig, batch_size: i64) -> Result<Self, KafkaError> {
         Ok(Self {
             ledger,
-            producer: kafka::producer(kafka)?,
+            producer: kafka::relay_producer(kafka)?,
             kafka: kafka.clone(),
             batch_size,
+            depth: 8,
             control: None,
+            lease: Mutex::new(None),
         })
     }
 
+    /// At most `depth` batches in flight (1: each batch waits for the previous one's
+    /// acknowledgements).
+    pub fn with_depth(mut self, depth: usize) -> Self {
+        self.depth = depth.max(1);
+        self
+    }
+
     /// Steered by these control settings (DESIGN §10): while frozen it publishes nothing (the
-    /// batch in flight is finished first).
+    /// batches in flight are finished first).
     pub fn with_control(mut self, settings: watch::Receiver<Settings>) -> Self {
         self.control = Some(settings);
         self
     }
 
-    /// Publish one batch: claim, send all, wait for every acknowledgement, delete.
+    /// Publish one batch and wait for it: read, send all, wait for every acknowledgement, delete.
     #[tracing::instrument(skip_all)]
     pub async fn step(&self) -> Result<Step, RelayError> {
-        let Some(batch) = self.ledger.claim_outbox(self.batch_size).await? else {
+        let mut lease = self.lease.lock().await;
+        if lease.is_none() {
+            *lease = self.ledger.relay_lease().await?;
+        }
+        let Some(held) = lease.as_mut() else {
             return Ok(Step::Idle);
         };
-        let encoded = batch
-            .events
-            .iter()
-            .map(|(context, event)| {
-                let (key, value, headers) = kafka::encode_event(event)?;
-                Ok((
-                    format!("{}.{context}", self.kafka.topic_prefix),
-                    key,
-                    value,
-                    headers,
-                ))
-            })
-            .collect::<Result<Vec<_>, KafkaError>>()?;
-        // Sends are enqueued in order; the idempotent producer keeps that order per partition.
-        try_join_all(encoded.iter().map(|(topic, key, value, headers)| {
-            self.producer.send(
-                kafka::record(topic, key, value, headers.clone()),
-                Duration::from_secs(30),
-            )
-        }))
-        .await
-        .map_err(|(e, _)| KafkaError::Client(e))?;
-        let published = batch.events.len();
-        batch.acknowledge().await?;
-        metrics::counter!("workup_relay_published_total").increment(published as u64);
-        Ok(Step::Published(published))
+        let outcome = self.publish_one(held).await;
+        if outcome.is_err() {
+            // The connection may be what failed: take a new lease next time.
+            *lease = None;
+        }
+        outcome
+    }
+
+    async fn publish_one(&self, lease: &mut RelayLease) -> Result<Step, RelayError> {
+        let events = lease.next(self.batch_size, &[]).await?;
+        if events.is_empty() {
+            return Ok(Step::Idle);
+        }
+        let (positions, outcome) = self.send(&events)?.acknowledged().await;
+        outcome?;
+        lease.acknowledge(&positions).await?;
+        metrics::counter!("workup_relay_published_total").increment(positions.len() as u64);
+        Ok(Step::Published(positions.len()))
+    }
+
+    /// Queue `events` on the producer, in order.
+    fn send(&self, events: &[(String, RecordedEvent)]) -> Result<InFlight, KafkaError> {
+        let mut in_flight = InFlight {
+            positions: Vec::with_capacity(events.len()),
+            deliveries: Vec::with_capacity(events.len()),
+        };
+        for (context, event) in events {
+            let topic = format!("{}.{context}", self.kafka.topic_prefix);
+            let (key, value, headers) = kafka::encode_event(event)?;
+            let delivery = self
+                .producer
+                .send_result(kafka::record(&topic, &key, &value, headers))
+                .map_err(|(error, _)| KafkaError::Client(error))?;
+            in_flight.positions.push(event.global_position);
+            in_flight.deliveries.push(delivery);
+        }
+        Ok(in_flight)
     }
 
     /// Step until the outbox is empty (tests and tools).
@@ -109,53 +168,58 @@ impl Relay {
         Ok(total)
     }
 
-    /// Relay until `shutdown` turns true: woken by the ledger's notifications, polling as a
-    /// fallback, backing off on errors. The batch in flight is finished before returning.
+    /// Relay until `shutdown` turns true: holding the outbox when no other relay does, with
+    /// batches pipelined, polling an idle outbox every [`Relay::POLL`], backing off on errors.
+    /// The batches in flight are finished before returning.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        const POLL: Duration = Duration::from_millis(500);
-        const RELISTEN: Duration = Duration::from_secs(5);
-        let mut listener = self.listen().await;
-        let mut listened = Instant::now();
         let mut backoff = Duration::from_millis(100);
-        let mut last_lag = Instant::now() - POLL;
-        tracing::info!("outbox relay started");
+        let lag = tokio::spawn(report_lag(self.ledger.clone(), shutdown.clone()));
         let mut settings = self.control.take();
+        let mut lease: Option<RelayLease> = self.lease.get_mut().take();
+        tracing::info!(
+            depth = self.depth,
+            batch = self.batch_size,
+            "outbox relay started"
+        );
         while !*shutdown.borrow() {
             if let Some(settings) = settings.as_mut()
                 && !control::wait_while_frozen(settings, &mut shutdown, "relay").await
             {
                 break;
             }
-            if last_lag.elapsed() >= POLL {
-                self.report_lag().await;
-                last_lag = Instant::now();
-            }
-            match self.step().await {
-                Ok(Step::Published(_)) => {
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                Ok(Step::Idle) => {
-                    // A listener lost (a database restart, a resized pool) is made again.
-                    if listener.is_none() && listened.elapsed() >= RELISTEN {
-                        listener = self.listen().await;
-                        listened = Instant::now();
+            if lease.is_none() {
+                match self.ledger.relay_lease().await {
+                    Ok(Some(held)) => {
+                        tracing::info!("relay holds the outbox");
+                        lease = Some(held);
                     }
-                    let notified = async {
-                        match listener.as_mut() {
-                            Some(l) => l.recv().await.is_ok(),
-                            None => std::future::pending().await,
-                        }
-                    };
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "relay could not reach the ledger"),
+                }
+            }
+            let Some(held) = lease.as_mut() else {
+                tokio::select! {
+                    _ = tokio::time::sleep(Self::STANDBY) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            };
+            match self.pipeline(held, &shutdown, &settings).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    // Idle: look again soon (appends do not notify; polling an empty outbox is
+                    // one index probe).
                     tokio::select! {
-                        ok = notified => if !ok { listener = None },
-                        _ = tokio::time::sleep(POLL) => {}
+                        _ = tokio::time::sleep(Self::POLL) => {}
                         _ = shutdown.changed() => {}
                         () = control::changed(&mut settings) => {}
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(error = %error, cause = ?error, ?backoff, "relay step failed; retrying");
+                    tracing::warn!(error = %error, cause = ?error, ?backoff, "relay failed; retrying");
+                    // Whatever failed, the next round starts from a new lease: the rows not
+                    // acknowledged are read again.
+                    lease = None;
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
@@ -164,20 +228,77 @@ impl Relay {
                 }
             }
         }
+        lag.abort();
         tracing::info!("outbox relay stopped");
     }
 
-    /// A listener of the ledger's append notifications, if one can be had.
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(&self.ledger.pool()).await.ok()?;
-        listener.listen(OUTBOX_CHANNEL).await.ok()?;
-        Some(listener)
+    /// Publish while there is work, up to `depth` batches in flight, until the outbox is empty,
+    /// a stop or freeze is asked for, or something fails. Returns only once no batch is in flight.
+    async fn pipeline(
+        &self,
+        lease: &mut RelayLease,
+        shutdown: &watch::Receiver<bool>,
+        settings: &Option<watch::Receiver<Settings>>,
+    ) -> Result<(), RelayError> {
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut failure: Option<RelayError> = None;
+        loop {
+            let stopping = *shutdown.borrow() || settings.as_ref().is_some_and(|s| s.borrow().frozen);
+            let mut read = 0;
+            if failure.is_none() && !stopping && in_flight.len() < self.depth {
+                let sent: Vec<i64> = in_flight
+                    .iter()
+                    .flat_map(|b| b.positions.iter().copied())
+                    .collect();
+                match lease.next(self.batch_size, &sent).await {
+                    Ok(events) if !events.is_empty() => {
+                        read = events.len();
+                        match self.send(&events) {
+                            Ok(batch) => in_flight.push_back(batch),
+                            Err(error) => failure = Some(error.into()),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => failure = Some(error.into()),
+                }
+            }
+            // Keep reading while batches are short of the depth; otherwise wait for the oldest.
+            if read > 0 && failure.is_none() && in_flight.len() < self.depth {
+                continue;
+            }
+            let Some(oldest) = in_flight.pop_front() else {
+                return failure.map_or(Ok(()), Err);
+            };
+            let (positions, outcome) = oldest.acknowledged().await;
+            match outcome {
+                // After a failure nothing more is deleted: later batches are only waited for,
+                // and everything not acknowledged so far is read again.
+                Ok(()) if failure.is_none() => {
+                    if let Err(error) = lease.acknowledge(&positions).await {
+                        failure = Some(error.into());
+                        continue;
+                    }
+                    metrics::counter!("workup_relay_published_total").increment(positions.len() as u64);
+                }
+                Ok(()) => {}
+                Err(error) => {
+                    failure.get_or_insert(error.into());
+                }
+            }
+        }
     }
+}
 
-    async fn report_lag(&self) {
-        if let Ok(lag) = self.ledger.outbox_lag().await {
+/// Publish the relay's lag (DESIGN §5) every half second until `shutdown`.
+async fn report_lag(ledger: Ledger, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if let Ok(lag) = ledger.outbox_lag().await {
             metrics::gauge!("workup_outbox_lag_events").set(lag.events as f64);
             metrics::gauge!("workup_outbox_lag_seconds").set(lag.seconds);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }

@@ -56,13 +56,29 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
 /// after which it fails every request until restarted. Without idempotence a retried request
 /// may write a duplicate, which consumers already drop (DESIGN §5), and order still holds.
 pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
-    Ok(client_config(config)
-        .set("enable.idempotence", "false")
-        .set("max.in.flight.requests.per.connection", "1")
-        .set("acks", "all")
-        .set("linger.ms", "2")
+    Ok(ordered_producer(config)
         .set("message.timeout.ms", "30000")
         .create()?)
+}
+
+/// The relay's producer: [`producer`]'s settings, but a queued message is retried until it is
+/// delivered (no timeout; only an error no retry can cure fails it), so a later message of a
+/// partition is never delivered after an earlier one failed; batches of up to 10,000 messages.
+pub fn relay_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    Ok(ordered_producer(config)
+        .set("message.timeout.ms", "0")
+        .set("batch.num.messages", "10000")
+        .set("linger.ms", "5")
+        .create()?)
+}
+
+fn ordered_producer(config: &KafkaConfig) -> ClientConfig {
+    let mut cfg = client_config(config);
+    cfg.set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("acks", "all")
+        .set("linger.ms", "2");
+    cfg
 }
 
 /// Create the topics that do not exist yet (the broker does not auto-create them).

@@ -1,17 +1,15 @@
 //! Appending: one transaction over one or more streams, each with its expected version, plus
-//! outbox rows, unique reservations and the command's idempotency record (DESIGN §1, §4).
+//! outbox rows, unique reservations and the command's idempotency record (DESIGN §1, §4), in
+//! one call of the ledger's `ledger_append` function (migration `20261201000001`).
 
 use domain::{Aggregate, BoundedContext, DomainEvent, privacy::PersonalData};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{Postgres, Transaction};
+use sqlx::{Postgres, Transaction, postgres::PgArguments, query::QueryScalar};
 use uuid::Uuid;
 
 use super::{EventMetadata, Ledger, LedgerError};
 use crate::privacy::{Keyring, keys};
-
-/// Channel the relay listens on; notified (on commit) by every append.
-pub const OUTBOX_CHANNEL: &str = "workup_outbox";
 
 /// What an append expects a stream's version to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,73 +202,169 @@ impl Ledger {
             })
     }
 
-    /// Append atomically: every stream at its expected version, or nothing at all.
+    /// Append atomically: every stream at its expected version, or nothing at all, in one call
+    /// of the ledger's `ledger_append` function (one round trip; a transaction around it only
+    /// when personal data is sealed or a key destroyed, which need key rows first or after).
     #[tracing::instrument(skip_all, fields(command_id = %request.metadata.command_id, streams = request.streams.len()))]
     pub async fn append(&self, mut request: AppendRequest) -> Result<Appended, LedgerError> {
-        let mut tx = self.pool().begin().await?;
-        if let Some(first) = previous_result(&mut tx, request.metadata.command_id).await? {
-            return Ok(Appended {
-                replayed: true,
-                ..first
-            });
-        }
-        // A fixed lock order over streams: two multi-stream appends cannot deadlock.
+        // One lock order over streams, for the function's stream locks and the key rows.
         request.streams.sort_by_key(|s| s.stream_id);
-        seal_personal_data(&mut tx, &self.keyring, &mut request.streams).await?;
-        let metadata = serde_json::to_value(&request.metadata).map_err(|source| LedgerError::Codec {
-            event_type: "metadata".into(),
-            schema_version: 1,
-            source,
-        })?;
-        let mut appended = Appended {
-            streams: Vec::with_capacity(request.streams.len()),
-            positions: Vec::new(),
-            replayed: false,
+        let personal = request
+            .streams
+            .iter()
+            .flat_map(|s| &s.events)
+            .any(|e| e.personal.is_some());
+        let outcome = if personal || !request.erase.is_empty() {
+            self.append_in_transaction(&mut request).await
+        } else {
+            append_call(&request)
+                .fetch_one(&self.pool())
+                .await
+                .map_err(LedgerError::from)
         };
-        for stream in &request.streams {
-            let version = claim_version(&mut tx, stream).await?;
-            appended
-                .positions
-                .extend(insert_events(&mut tx, stream, &metadata).await?);
-            appended.streams.push(StreamVersion {
-                stream_type: stream.stream_type.to_owned(),
-                stream_id: stream.stream_id,
-                version,
-            });
+        match outcome {
+            Ok(result) => decode_result(result),
+            Err(error) => match conflict(error, &request) {
+                // A concurrent run of the same command id that committed first is answered with
+                // its result, as a retried command would be.
+                ConflictOr::Conflict(error) => {
+                    match self.command_result(request.metadata.command_id).await? {
+                        Some(first) => Ok(first),
+                        None => Err(error),
+                    }
+                }
+                ConflictOr::Other(error) => Err(error),
+            },
         }
-        for reservation in &request.reserve {
-            reserve(&mut tx, reservation).await?;
+    }
+
+    /// The append with the keys it needs: a command already executed is answered before any key
+    /// is made (a retried erasure would otherwise meet its own destroyed key).
+    async fn append_in_transaction(&self, request: &mut AppendRequest) -> Result<Value, LedgerError> {
+        let mut tx = self.pool().begin().await?;
+        let previous: Option<Value> = sqlx::query_scalar(
+            "SELECT jsonb_build_object('replayed', true, 'result', result) FROM processed_commands WHERE command_id = $1",
+        )
+        .bind(request.metadata.command_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(previous) = previous {
+            return Ok(previous);
         }
-        for (scope, value) in &request.release {
-            sqlx::query("DELETE FROM reservations WHERE scope = $1 AND value = $2")
-                .bind(scope)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
-        }
+        seal_personal_data(&mut tx, &self.keyring, &mut request.streams).await?;
+        let result = append_call(request).fetch_one(&mut *tx).await?;
         for subject in &request.erase {
             keys::erase(&mut tx, *subject).await?;
         }
-        let result = serde_json::to_value(&appended).map_err(|source| LedgerError::Codec {
-            event_type: "result".into(),
-            schema_version: 1,
-            source,
-        })?;
-        sqlx::query("UPDATE processed_commands SET result = $2 WHERE command_id = $1")
-            .bind(request.metadata.command_id)
-            .bind(result)
-            .execute(&mut *tx)
-            .await?;
-        if !appended.positions.is_empty() {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(OUTBOX_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
-        Ok(appended)
+        Ok(result)
     }
 }
+
+/// The call of `ledger_append` for `request` (its streams sorted by id).
+fn append_call(request: &AppendRequest) -> QueryScalar<'_, Postgres, Value, PgArguments> {
+    let streams = &request.streams;
+    let events = || streams.iter().flat_map(|s| &s.events);
+    sqlx::query_scalar(
+        "SELECT ledger_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(request.metadata.command_id)
+    .bind(sqlx::types::Json(&request.metadata))
+    .bind(streams.iter().map(|s| s.stream_id).collect::<Vec<_>>())
+    .bind(streams.iter().map(|s| s.stream_type).collect::<Vec<_>>())
+    .bind(streams.iter().map(|s| s.context.name()).collect::<Vec<_>>())
+    .bind(streams.iter().map(|s| s.expected.current()).collect::<Vec<_>>())
+    .bind(streams.iter().map(|s| s.events.len() as i32).collect::<Vec<_>>())
+    .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.schema_version).collect::<Vec<_>>())
+    .bind(events().map(|e| &e.payload).collect::<Vec<_>>())
+    .bind(request.reserve.iter().map(|r| r.scope).collect::<Vec<_>>())
+    .bind(
+        request
+            .reserve
+            .iter()
+            .map(|r| r.value.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(request.reserve.iter().map(|r| r.stream_id).collect::<Vec<_>>())
+    .bind(
+        request
+            .release
+            .iter()
+            .map(|(scope, _)| *scope)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        request
+            .release
+            .iter()
+            .map(|(_, value)| value.as_str())
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// What `ledger_append` answered: the new result, or the first one of a repeated command id.
+fn decode_result(outcome: Value) -> Result<Appended, LedgerError> {
+    #[derive(Deserialize)]
+    struct Outcome {
+        replayed: bool,
+        result: Appended,
+    }
+    let outcome: Outcome = serde_json::from_value(outcome).map_err(|source| LedgerError::Codec {
+        event_type: "result".into(),
+        schema_version: 1,
+        source,
+    })?;
+    Ok(Appended {
+        replayed: outcome.replayed,
+        ..outcome.result
+    })
+}
+
+/// A failed append, sorted: a lost race (worth checking for a first run of the same command
+/// id) or anything else.
+enum ConflictOr {
+    Conflict(LedgerError),
+    Other(LedgerError),
+}
+
+/// Name the error of a failed append: a version conflict (`WU409`, or the unique stream version
+/// as a guard), a taken reservation, a concurrent first run of the same command id.
+fn conflict(error: LedgerError, request: &AppendRequest) -> ConflictOr {
+    let first_stream = || request.streams.first().map(|s| s.stream_id).unwrap_or_default();
+    let LedgerError::Database(sqlx::Error::Database(db)) = &error else {
+        return ConflictOr::Other(error);
+    };
+    if db.code().as_deref() == Some(VERSION_CONFLICT) {
+        let stream_id = db.message().parse().unwrap_or_else(|_| first_stream());
+        return ConflictOr::Conflict(LedgerError::VersionConflict { stream_id });
+    }
+    // Matched by constraint name, never by error code alone.
+    match db.constraint() {
+        Some("events_stream_version_key") => ConflictOr::Conflict(LedgerError::VersionConflict {
+            stream_id: first_stream(),
+        }),
+        Some("processed_commands_pkey") => ConflictOr::Conflict(error),
+        Some("reservations_pkey") => {
+            let detail = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|e| e.detail())
+                .unwrap_or_default();
+            let scope = request
+                .reserve
+                .iter()
+                .map(|r| r.scope)
+                .find(|scope| detail.contains(&format!("=({scope}, ")))
+                .or_else(|| request.reserve.first().map(|r| r.scope))
+                .unwrap_or("value");
+            ConflictOr::Other(LedgerError::ReservationTaken { scope })
+        }
+        _ => ConflictOr::Other(error),
+    }
+}
+
+/// The SQLSTATE `ledger_append` raises when a stream is not at its expected version.
+const VERSION_CONFLICT: &str = "WU409";
 
 /// Seal the personal fields of every event with its subject's data key (made on first use).
 async fn seal_personal_data(
@@ -285,132 +379,4 @@ async fn seal_personal_data(
         }
     }
     Ok(())
-}
-
-/// Record the command id; if it was already recorded, the first append's result.
-/// A concurrent append of the same command id waits here for the first one's outcome.
-async fn previous_result(
-    tx: &mut Transaction<'_, Postgres>,
-    command_id: Uuid,
-) -> Result<Option<Appended>, LedgerError> {
-    let fresh = sqlx::query(
-        "INSERT INTO processed_commands (command_id, result) VALUES ($1, 'null') ON CONFLICT DO NOTHING",
-    )
-    .bind(command_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if fresh {
-        return Ok(None);
-    }
-    let result: Value = sqlx::query_scalar("SELECT result FROM processed_commands WHERE command_id = $1")
-        .bind(command_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    serde_json::from_value(result)
-        .map(Some)
-        .map_err(|source| LedgerError::Codec {
-            event_type: "result".into(),
-            schema_version: 1,
-            source,
-        })
-}
-
-/// Move the stream from its expected version to the new one, or fail with a conflict.
-/// The row lock makes a concurrent append with the same expectation wait, then miss.
-async fn claim_version(tx: &mut Transaction<'_, Postgres>, stream: &StreamWrite) -> Result<i64, LedgerError> {
-    let conflict = || LedgerError::VersionConflict {
-        stream_id: stream.stream_id,
-    };
-    let current = stream.expected.current();
-    if stream.events.is_empty() {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1 FOR SHARE")
-                .bind(stream.stream_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        return if version.unwrap_or(0) == current {
-            Ok(current)
-        } else {
-            Err(conflict())
-        };
-    }
-    let new_version = current + stream.events.len() as i64;
-    let query = match stream.expected {
-        ExpectedVersion::NoStream => sqlx::query(
-            "INSERT INTO streams (stream_id, stream_type, version) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(stream.stream_id)
-        .bind(stream.stream_type)
-        .bind(new_version),
-        ExpectedVersion::Exact(expected) => {
-            sqlx::query("UPDATE streams SET version = $3 WHERE stream_id = $1 AND version = $2")
-                .bind(stream.stream_id)
-                .bind(expected)
-                .bind(new_version)
-        }
-    };
-    if query.execute(&mut **tx).await?.rows_affected() == 1 {
-        Ok(new_version)
-    } else {
-        Err(conflict())
-    }
-}
-
-/// Insert a stream's events and their outbox rows; the events' global positions, in order.
-async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
-    stream: &StreamWrite,
-    metadata: &Value,
-) -> Result<Vec<i64>, LedgerError> {
-    if stream.events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let first = stream.expected.current() + 1;
-    let versions: Vec<i64> = (first..first + stream.events.len() as i64).collect();
-    let types: Vec<&str> = stream.events.iter().map(|e| e.event_type.as_str()).collect();
-    let schemas: Vec<i32> = stream.events.iter().map(|e| e.schema_version).collect();
-    let payloads: Vec<&Value> = stream.events.iter().map(|e| &e.payload).collect();
-    let positions: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, payload, metadata)
-         SELECT $1, $2, v, t, s, p, $7
-         FROM UNNEST($3::bigint[], $4::text[], $5::int[], $6::jsonb[]) AS x(v, t, s, p)
-         ORDER BY v
-         RETURNING global_position",
-    )
-    .bind(stream.stream_id)
-    .bind(stream.stream_type)
-    .bind(&versions)
-    .bind(&types)
-    .bind(&schemas)
-    .bind(&payloads)
-    .bind(metadata)
-    .fetch_all(&mut **tx)
-    .await?;
-    sqlx::query("INSERT INTO outbox (global_position, topic_context) SELECT UNNEST($1::bigint[]), $2")
-        .bind(&positions)
-        .bind(stream.context.name())
-        .execute(&mut **tx)
-        .await?;
-    Ok(positions)
-}
-
-async fn reserve(tx: &mut Transaction<'_, Postgres>, reservation: &Reservation) -> Result<(), LedgerError> {
-    let result = sqlx::query("INSERT INTO reservations (scope, value, stream_id) VALUES ($1, $2, $3)")
-        .bind(reservation.scope)
-        .bind(&reservation.value)
-        .bind(reservation.stream_id)
-        .execute(&mut **tx)
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        // Matched by constraint name, never by error code alone.
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("reservations_pkey") => {
-            Err(LedgerError::ReservationTaken {
-                scope: reservation.scope,
-            })
-        }
-        Err(e) => Err(e.into()),
-    }
 }

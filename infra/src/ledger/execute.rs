@@ -84,19 +84,18 @@ impl UnitOfWork<'_> {
 }
 
 impl Ledger {
-    /// Run one command: if its id was already executed, answer that first result without loading
-    /// or deciding anything (a retried request or a redelivered saga event appends nothing, even if
-    /// the state changed since); else let `work` load streams, decide and write through the
-    /// [`UnitOfWork`], and append it all atomically.
+    /// Run one command: let `work` load streams, decide and write through the [`UnitOfWork`], and
+    /// append it all atomically. If its id was already executed, the first result is the answer
+    /// and nothing is appended (a retried request or a redelivered saga event), even if the state
+    /// changed since: the append answers it when the decision holds, and a refused decision is
+    /// checked against the recorded commands before it is reported. The id is not looked up
+    /// first: that would be a round trip on every command for the rare retry.
     #[tracing::instrument(skip_all, fields(command_id = %metadata.command_id))]
     pub async fn execute_with(
         &self,
         metadata: EventMetadata,
         work: impl AsyncFnOnce(&mut UnitOfWork<'_>) -> Result<(), CommandError>,
     ) -> Result<Appended, CommandError> {
-        if let Some(first) = self.command_result(metadata.command_id).await? {
-            return Ok(first);
-        }
         let mut unit = UnitOfWork {
             ledger: self,
             streams: BTreeMap::new(),
@@ -104,7 +103,14 @@ impl Ledger {
             release: Vec::new(),
             erase: Vec::new(),
         };
-        work(&mut unit).await?;
+        if let Err(error) = work(&mut unit).await {
+            if matches!(error, CommandError::Domain(_))
+                && let Some(first) = self.command_result(metadata.command_id).await?
+            {
+                return Ok(first);
+            }
+            return Err(error);
+        }
         let mut request = AppendRequest::new(metadata, unit.streams.into_values().collect());
         request.reserve = unit.reserve;
         request.release = unit.release;

@@ -33,6 +33,7 @@ pub use append::{
 };
 pub use execute::{CommandError, UnitOfWork};
 pub use load::Loaded;
+pub use outbox::{OutboxLag, RelayLease};
 pub use scan::{ScanCursor, ScanFilter, TransactionHorizon};
 pub use upcast::Upcasters;
 

@@ -1,35 +1,57 @@
 //! The outbox: events committed but not yet acknowledged by Kafka (DESIGN §1).
 //!
-//! The relay claims rows in position order inside a transaction that first takes a
-//! transaction-level advisory lock, so one batch at a time is in flight across every relay
-//! instance (per-stream order holds), publishes them, and deletes them in the same transaction.
-//! Rows of a transaction that commits late are simply claimed by a later batch: nothing
-//! tails a position, so nothing is skipped.
+//! One relay at a time holds the outbox: its [`RelayLease`] is a connection of its own holding
+//! a session advisory lock, released by PostgreSQL when that connection ends however the relay
+//! dies; other relays stand by. The holder reads rows oldest first, publishes them (several
+//! batches in flight) and deletes them once the broker acknowledged them. Rows of a transaction
+//! that commits late are simply read by a later batch: nothing tails a position, so nothing is
+//! skipped, and a stream's next event can only commit after its previous one, so it is never
+//! read before it.
 
 use domain::BoundedContext;
-use sqlx::{Postgres, Transaction};
+use sqlx::{Connection, PgConnection};
 
 use super::{Ledger, LedgerError, RecordedEvent, load::recorded_event};
 
-/// Advisory lock key held while a relay batch is in flight ("WORKUPOB").
+/// Session advisory lock key held by the relay that publishes the outbox ("WORKUPOB").
 const RELAY_LOCK: i64 = 0x574F_524B_5550_4F42;
 
-/// A claimed batch: publish it, then [`OutboxBatch::acknowledge`]; dropping it releases the rows.
-pub struct OutboxBatch {
-    tx: Transaction<'static, Postgres>,
-    /// The claimed events, in position order, with their context's name.
-    pub events: Vec<(String, RecordedEvent)>,
+/// The right to publish the outbox: held until dropped or until its connection breaks.
+pub struct RelayLease {
+    connection: PgConnection,
 }
 
-impl OutboxBatch {
-    /// Delete the published rows and release the claim.
-    pub async fn acknowledge(mut self) -> Result<(), LedgerError> {
-        let positions: Vec<i64> = self.events.iter().map(|(_, e)| e.global_position).collect();
+impl RelayLease {
+    /// Up to `limit` unpublished events, oldest first, with their context's name, leaving out
+    /// those at `in_flight` positions (sent, not yet acknowledged).
+    pub async fn next(
+        &mut self,
+        limit: i64,
+        in_flight: &[i64],
+    ) -> Result<Vec<(String, RecordedEvent)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT o.topic_context, e.global_position, e.stream_id, e.stream_type, e.version, e.event_type,
+                    e.schema_version, e.payload, e.metadata, e.recorded_at
+             FROM outbox o JOIN events e USING (global_position)
+             WHERE o.global_position NOT IN (SELECT unnest($2::bigint[]))
+             ORDER BY o.global_position
+             LIMIT $1",
+        )
+        .bind(limit)
+        .bind(in_flight)
+        .fetch_all(&mut self.connection)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((sqlx::Row::try_get(row, "topic_context")?, recorded_event(row)?)))
+            .collect()
+    }
+
+    /// Delete published rows (the broker acknowledged them).
+    pub async fn acknowledge(&mut self, positions: &[i64]) -> Result<(), LedgerError> {
         sqlx::query("DELETE FROM outbox WHERE global_position = ANY($1)")
-            .bind(&positions)
-            .execute(&mut *self.tx)
+            .bind(positions)
+            .execute(&mut self.connection)
             .await?;
-        self.tx.commit().await?;
         Ok(())
     }
 }
@@ -44,35 +66,15 @@ pub struct OutboxLag {
 }
 
 impl Ledger {
-    /// Claim up to `limit` unpublished events, oldest first. `None` when another relay holds
-    /// the claim or nothing is waiting.
-    pub async fn claim_outbox(&self, limit: i64) -> Result<Option<OutboxBatch>, LedgerError> {
-        let mut tx = self.pool().begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+    /// The outbox lease, or `None` while another relay holds it.
+    pub async fn relay_lease(&self) -> Result<Option<RelayLease>, LedgerError> {
+        let options = self.pool().connect_options();
+        let mut connection = PgConnection::connect_with(&options).await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut connection)
             .await?;
-        if !locked {
-            return Ok(None);
-        }
-        let rows = sqlx::query(
-            "SELECT o.topic_context, e.global_position, e.stream_id, e.stream_type, e.version, e.event_type,
-                    e.schema_version, e.payload, e.metadata, e.recorded_at
-             FROM outbox o JOIN events e USING (global_position)
-             ORDER BY o.global_position
-             LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let events = rows
-            .iter()
-            .map(|row| Ok((sqlx::Row::try_get(row, "topic_context")?, recorded_event(row)?)))
-            .collect::<Result<_, LedgerError>>()?;
-        Ok(Some(OutboxBatch { tx, events }))
+        Ok(locked.then_some(RelayLease { connection }))
     }
 
     /// Queue the events at positions `from..=to` of `contexts`' streams for publishing again

@@ -2,9 +2,10 @@
 //! commits after later ones leaves a hole that a tailing reader would skip (DESIGN §1).
 
 use infra::{
-    ledger::{AppendRequest, ExpectedVersion},
+    ledger::{ExpectedVersion, Ledger},
     relay::{Relay, Step},
 };
+use sqlx::{Postgres, Transaction};
 use std::{sync::Arc, time::Duration};
 use uuid::Uuid;
 
@@ -19,46 +20,11 @@ async fn transactions_committing_out_of_order_are_all_published() {
     let ledger = env.ledger().await.expect("ledger");
     let relay = Relay::new(ledger.clone(), &env.config.kafka, 50).expect("relay");
 
-    // Three appends held open after their events took global positions: each writes a new
-    // stream (smaller id, locked first) and then waits for a row lock on a second stream.
+    // Three appends held open after their events took global positions.
     let mut held = Vec::new();
     for _ in 0..3 {
-        let (a, b) = {
-            let (x, y) = (Uuid::new_v4(), Uuid::new_v4());
-            if x < y { (x, y) } else { (y, x) }
-        };
-        append(&ledger, b, ExpectedVersion::NoStream, 1)
-            .await
-            .expect("b exists");
-        let mut lock = ledger.pool().begin().await.expect("begin");
-        sqlx::query("SELECT 1 FROM streams WHERE stream_id = $1 FOR UPDATE")
-            .bind(b)
-            .execute(&mut *lock)
-            .await
-            .expect("lock b");
-        let request = AppendRequest::new(
-            meta(),
-            vec![
-                increments(a, ExpectedVersion::NoStream, 2),
-                increments(b, ExpectedVersion::Exact(1), 1),
-            ],
-        );
-        let writer = {
-            let ledger = ledger.clone();
-            tokio::spawn(async move { ledger.append(request).await })
-        };
-        held.push((lock, writer));
+        held.push(held_append(&ledger, 3).await);
     }
-    eventually(Duration::from_secs(10), "the three appends to wait on their lock", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&ledger.pool())
-        .await
-        .expect("pg_stat_activity");
-        waiting == 3
-    })
-    .await;
 
     // Later transactions commit first, and the relay publishes them.
     let mut later_positions = Vec::new();
@@ -70,7 +36,7 @@ async fn transactions_committing_out_of_order_are_all_published() {
     }
     assert_eq!(
         relay.run_until_idle().await.expect("relay"),
-        3 + 20,
+        20,
         "the committed ones"
     );
     assert_eq!(relay.step().await.expect("relay"), Step::Idle);
@@ -78,13 +44,12 @@ async fn transactions_committing_out_of_order_are_all_published() {
     // The held ones commit now, last-started first.
     let mut held_positions = Vec::new();
     let mut held_first = Vec::new();
-    while let Some((lock, writer)) = held.pop() {
-        lock.commit().await.expect("release lock");
-        let appended = writer.await.expect("writer").expect("held append commits");
-        held_first.push(appended.positions[0]);
-        held_positions.extend(appended.positions);
+    while let Some((transaction, positions)) = held.pop() {
+        transaction.commit().await.expect("held append commits");
+        held_first.push(positions[0]);
+        held_positions.extend(positions);
     }
-    // Each took positions for its first stream before the later appends did: the gap case.
+    // Each took positions before the later appends did: the gap case.
     let oldest_later = later_positions.iter().min().copied().unwrap_or_default();
     assert!(
         held_first.iter().all(|p| *p < oldest_later),
@@ -102,7 +67,7 @@ async fn transactions_committing_out_of_order_are_all_published() {
     let consumer = RunningConsumer::start(&env, "late-commits", collector.clone());
     let expected = ledger_streams(&ledger).await;
     let total: i64 = expected.values().sum();
-    assert_eq!(total, 3 + 20 + 9);
+    assert_eq!(total, 20 + 9);
     eventually(Duration::from_secs(30), "every event on Kafka", || async {
         collector.len() as i64 >= total
     })
@@ -152,7 +117,7 @@ async fn a_running_relay_publishes_appends_as_they_commit() {
 
 /// Insert event `version` of wallet `stream` as it is stored (the relay never decodes a
 /// payload), outside the outbox; its position.
-async fn stored_wallet_event(ledger: &infra::ledger::Ledger, stream: Uuid, version: i64) -> i64 {
+async fn stored_wallet_event(ledger: &Ledger, stream: Uuid, version: i64) -> i64 {
     sqlx::query_scalar(
         "INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, payload, metadata)
          SELECT $1, 'wallet', $2, event_type, schema_version, payload, metadata FROM events LIMIT 1
@@ -226,4 +191,29 @@ async fn a_republished_range_reaches_the_topic_again_and_consumers_skip_what_the
         vec![1, 2, 3, 4],
         "each event applied once, in order"
     );
+}
+
+/// An append of `count` increments to a new stream, inside a transaction left open after its
+/// events took their positions: a late commit, once the caller commits it.
+async fn held_append(ledger: &Ledger, count: usize) -> (Transaction<'static, Postgres>, Vec<i64>) {
+    let write = increments(Uuid::now_v7(), ExpectedVersion::NoStream, count);
+    let mut transaction = ledger.pool().begin().await.expect("begin");
+    let outcome: serde_json::Value = sqlx::query_scalar(
+        "SELECT ledger_append($1, $2, ARRAY[$3::uuid], ARRAY[$4], ARRAY[$5], ARRAY[0::bigint], ARRAY[$6::int],
+                              $7, $8, $9, '{}', '{}', '{}', '{}', '{}')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(sqlx::types::Json(meta()))
+    .bind(write.stream_id)
+    .bind(write.stream_type)
+    .bind(write.context.name())
+    .bind(count as i32)
+    .bind(write.events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(write.events.iter().map(|e| e.schema_version).collect::<Vec<_>>())
+    .bind(write.events.iter().map(|e| &e.payload).collect::<Vec<_>>())
+    .fetch_one(&mut *transaction)
+    .await
+    .expect("held append");
+    let positions = serde_json::from_value(outcome["result"]["positions"].clone()).expect("positions");
+    (transaction, positions)
 }

@@ -1,0 +1,99 @@
+-- An append in one round trip (issue 15): one call of `ledger_append` checks the command id,
+-- checks every stream's expected version, inserts the events and their outbox rows, takes and
+-- releases unique values and records the command's result. Nine statements became one.
+--
+-- The `streams` table is gone: a stream's version is its last event's, and the events table's
+-- unique (stream_id, version) already refuses a second writer of the same version. Writers of a
+-- stream queue on a transaction-scoped advisory lock keyed by the stream (a stream that is only
+-- checked is held shared), so the loser of a race sees the winner's commit and gets a clean
+-- version conflict (SQLSTATE WU409, the stream id as message) instead of a unique violation.
+-- Locks are taken in one order (by key) so two multi-stream appends cannot deadlock.
+DROP TABLE streams;
+
+CREATE FUNCTION ledger_append(
+    p_command_id      uuid,
+    p_metadata        jsonb,
+    -- the streams, sorted by id: type, topic context, expected version (0 = none), event count
+    p_stream_ids      uuid[],
+    p_stream_types    text[],
+    p_contexts        text[],
+    p_expected        bigint[],
+    p_counts          int[],
+    -- the events of every stream, stream after stream
+    p_event_types     text[],
+    p_schemas         int[],
+    p_payloads        jsonb[],
+    -- values reserved (scope, value, claiming stream) and released (scope, value)
+    p_reserve_scopes  text[],
+    p_reserve_values  text[],
+    p_reserve_streams uuid[],
+    p_release_scopes  text[],
+    p_release_values  text[]
+) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    -- "WU" in the advisory lock's first key: stream locks, apart from every other advisory lock.
+    stream_lock CONSTANT int := 22357;
+    previous   jsonb;
+    lock_key   int;
+    writes     boolean;
+    at_version bigint;
+    added      bigint[];
+    positions  bigint[] := '{}';
+    streams    jsonb := '[]';
+    next_event int := 1;
+    outcome    jsonb;
+BEGIN
+    SELECT c.result INTO previous FROM processed_commands c WHERE c.command_id = p_command_id;
+    IF FOUND THEN
+        RETURN jsonb_build_object('replayed', true, 'result', previous);
+    END IF;
+
+    FOR lock_key, writes IN
+        SELECT hashtext(s.id::text), bool_or(s.n > 0)
+        FROM unnest(p_stream_ids, p_counts) AS s (id, n)
+        GROUP BY 1 ORDER BY 1
+    LOOP
+        IF writes THEN
+            PERFORM pg_advisory_xact_lock(stream_lock, lock_key);
+        ELSE
+            PERFORM pg_advisory_xact_lock_shared(stream_lock, lock_key);
+        END IF;
+    END LOOP;
+
+    FOR i IN 1 .. coalesce(array_length(p_stream_ids, 1), 0) LOOP
+        SELECT coalesce(max(e.version), 0) INTO at_version FROM events e WHERE e.stream_id = p_stream_ids[i];
+        IF at_version <> p_expected[i] THEN
+            RAISE EXCEPTION USING ERRCODE = 'WU409', MESSAGE = p_stream_ids[i]::text;
+        END IF;
+        IF p_counts[i] > 0 THEN
+            WITH inserted AS (
+                INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, payload, metadata)
+                SELECT p_stream_ids[i], p_stream_types[i], at_version + n, p_event_types[next_event + n - 1],
+                       p_schemas[next_event + n - 1], p_payloads[next_event + n - 1], p_metadata
+                FROM generate_series(1, p_counts[i]) AS n
+                ORDER BY n
+                RETURNING global_position
+            )
+            SELECT array_agg(global_position ORDER BY global_position) INTO added FROM inserted;
+            INSERT INTO outbox (global_position, topic_context) SELECT unnest(added), p_contexts[i];
+            positions := positions || added;
+            next_event := next_event + p_counts[i];
+        END IF;
+        streams := streams || jsonb_build_object(
+            'stream_type', p_stream_types[i], 'stream_id', p_stream_ids[i], 'version', at_version + p_counts[i]);
+    END LOOP;
+
+    INSERT INTO reservations (scope, value, stream_id)
+    SELECT * FROM unnest(p_reserve_scopes, p_reserve_values, p_reserve_streams);
+    DELETE FROM reservations r
+    USING unnest(p_release_scopes, p_release_values) AS x (scope, value)
+    WHERE r.scope = x.scope AND r.value = x.value;
+
+    outcome := jsonb_build_object('streams', streams, 'positions', to_jsonb(positions));
+    -- A concurrent run of the same command id fails here (unique violation) once the first
+    -- commits; the caller then answers the first one's result.
+    INSERT INTO processed_commands (command_id, result) VALUES (p_command_id, outcome);
+    RETURN jsonb_build_object('replayed', false, 'result', outcome);
+END
+$$;
