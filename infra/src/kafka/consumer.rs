@@ -1,16 +1,25 @@
 //! The consumer toolkit (DESIGN §5, §6): group membership, offsets stored only after the
-//! handler's effect is durable, de-duplication by (stream id, version), retries with
+//! handler's effect is durable, de-duplication by (stream id, version) with a version gap
+//! treated as an error, retries with
 //! exponential backoff, then parking in `<prefix>.dlq.<consumer>` and going on, a graceful
 //! stop that finishes the event in flight and commits, and (for projectors) the group's lag
 //! published by a [`super::lag`] probe.
 
 use rdkafka::{
-    Message,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    ClientContext, Message,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     message::{BorrowedMessage, Header, Headers, OwnedHeaders},
     producer::FutureProducer,
 };
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -111,7 +120,8 @@ pub async fn run<H: EventHandler>(
     ensure_topics(kafka, &options.topics, false).await?;
     ensure_topics(kafka, std::slice::from_ref(&dlq_topic), false).await?;
     let group = group_id(kafka, &options.name);
-    let consumer: StreamConsumer = client_config(kafka)
+    let rebalanced = Rebalanced::default();
+    let consumer: StreamConsumer<Rebalanced> = client_config(kafka)
         .set("group.id", &group)
         .set("enable.auto.commit", "true")
         // Offsets are stored by hand once the effect is durable; auto-commit sends only those.
@@ -122,7 +132,7 @@ pub async fn run<H: EventHandler>(
         .set("session.timeout.ms", "10000")
         // Also the rebalance timeout: how long a group waits for a member that left silently.
         .set("max.poll.interval.ms", "60000")
-        .create()?;
+        .create_with_context(rebalanced.clone())?;
     let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let dlq = producer(kafka)?;
@@ -167,6 +177,9 @@ pub async fn run<H: EventHandler>(
                 continue;
             }
         };
+        if rebalanced.0.swap(false, Ordering::Relaxed) {
+            seen.forget();
+        }
         let _slot = match &options.limit {
             Some(limit) => Some(limit.acquire().await),
             None => None,
@@ -195,7 +208,7 @@ pub async fn run<H: EventHandler>(
 }
 
 /// Commit the offsets stored so far (none stored yet is fine).
-fn commit(consumer: &StreamConsumer) -> Result<(), KafkaError> {
+fn commit(consumer: &StreamConsumer<Rebalanced>) -> Result<(), KafkaError> {
     consumer
         .commit_consumer_state(CommitMode::Sync)
         .or_else(|e| match e {
@@ -255,7 +268,23 @@ async fn process<H: EventHandler>(
     let mut backoff = options.initial_backoff;
     let mut attempt = 1;
     loop {
-        match handler.handle(&event).await {
+        // A version past the next one means an event of the stream is missing here (not yet
+        // arrived, or lost): an error to retry, never progress. Parked in the end, it is not
+        // counted as applied, so the missing event is still applied when it comes.
+        let gap = if replayed {
+            None
+        } else {
+            seen.gap(event.stream_id, event.version)
+        };
+        let outcome = match gap {
+            Some(last) => Err(format!(
+                "version gap: stream {} is at version {last} here, event has version {}",
+                event.stream_id, event.version
+            )
+            .into()),
+            None => handler.handle(&event).await,
+        };
+        match outcome {
             Ok(()) => break,
             Err(error) if attempt >= options.max_attempts => {
                 tracing::error!(consumer = %options.name, stream_id = %event.stream_id, version = event.version,
@@ -270,7 +299,9 @@ async fn process<H: EventHandler>(
                     shutdown,
                 )
                 .await?;
-                seen.applied(event.stream_id, event.version);
+                if gap.is_none() {
+                    seen.applied(event.stream_id, event.version);
+                }
                 return Ok(Outcome::Parked);
             }
             Err(error) => {
@@ -335,6 +366,18 @@ async fn park(
     }
 }
 
+/// Raised when this member's partitions change: what it remembers of streams may be stale.
+#[derive(Default, Clone)]
+struct Rebalanced(Arc<AtomicBool>);
+
+impl ClientContext for Rebalanced {}
+
+impl ConsumerContext for Rebalanced {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The last version applied per stream, so a redelivered event is skipped. In memory: the
 /// durable guard is each handler's own idempotence (versions stored with read-model rows).
 #[derive(Default)]
@@ -347,6 +390,20 @@ impl Dedup {
 
     fn already_applied(&self, stream_id: Uuid, version: i64) -> bool {
         self.last.get(&stream_id).is_some_and(|v| *v >= version)
+    }
+
+    /// The last version applied, if `version` is not the one after it (a stream not seen
+    /// since this consumer started, or since its partitions last changed, has no gap).
+    fn gap(&self, stream_id: Uuid, version: i64) -> Option<i64> {
+        self.last
+            .get(&stream_id)
+            .copied()
+            .filter(|last| version > last + 1)
+    }
+
+    /// Forget every stream: after a rebalance another member may have applied events of them.
+    fn forget(&mut self) {
+        self.last.clear();
     }
 
     fn applied(&mut self, stream_id: Uuid, version: i64) {

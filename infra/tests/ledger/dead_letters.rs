@@ -149,3 +149,79 @@ async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
     .await;
     consumer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_gap_is_retried_and_parked_not_applied_and_the_missing_event_still_applies() {
+    let env = test_env().await;
+    let ledger = env.ledger().await.expect("ledger");
+    let stream = Uuid::now_v7();
+    let appended = append(&ledger, stream, ExpectedVersion::NoStream, 3)
+        .await
+        .expect("append");
+    let second = appended.positions[1];
+    // Version 2 reaches the topic after version 3: held out of the first relay run, queued again.
+    let context: String =
+        sqlx::query_scalar("DELETE FROM outbox WHERE global_position = $1 RETURNING topic_context")
+            .bind(second)
+            .fetch_one(&ledger.pool())
+            .await
+            .expect("hold version 2 back");
+    let relay = Relay::new(ledger.clone(), &env.config.kafka, 100).expect("relay");
+    assert_eq!(relay.run_until_idle().await.expect("relay"), 2);
+    sqlx::query("INSERT INTO outbox (global_position, topic_context) VALUES ($1, $2)")
+        .bind(second)
+        .bind(&context)
+        .execute(&ledger.pool())
+        .await
+        .expect("queue version 2");
+    assert_eq!(relay.run_until_idle().await.expect("relay"), 1);
+
+    let handler = Arc::new(Picky {
+        poison: Mutex::new(None),
+        attempts: Mutex::default(),
+        handled: Mutex::default(),
+    });
+    let mut options = ConsumerOptions::new("gaps", context_topics(&env.config.kafka));
+    options.max_attempts = 3;
+    options.initial_backoff = Duration::from_millis(10);
+    options.max_backoff = Duration::from_millis(40);
+    let consumer = RunningConsumer::start_with(&env, options, handler.clone());
+    eventually(Duration::from_secs(30), "versions 1 and 2 handled", || async {
+        handler.handled.lock().expect("lock").len() >= 2
+    })
+    .await;
+    consumer.stop().await;
+    assert_eq!(
+        *handler.handled.lock().expect("lock"),
+        vec![(stream, 1), (stream, 2)],
+        "version 3 is not applied before version 2; version 2 is applied when it comes"
+    );
+    assert_eq!(
+        handler.attempts.lock().expect("lock").get(&(stream, 3)),
+        None,
+        "the handler never saw version 3"
+    );
+
+    let dlq: StreamConsumer = client_config(&env.config.kafka)
+        .set("group.id", format!("{}.gap-dlq-reader", env.namespace))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("dlq consumer");
+    dlq.subscribe(&[env.config.kafka.dlq_topic("gaps").as_str()])
+        .expect("subscribe");
+    let message = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+        .await
+        .expect("a parked message within 30 s")
+        .expect("dlq message");
+    let parked: RecordedEvent = serde_json::from_slice(message.payload().expect("payload")).expect("event");
+    assert_eq!((parked.stream_id, parked.version), (stream, 3));
+    let error = message
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == "error").and_then(|h| h.value))
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    assert!(
+        error.as_deref().is_some_and(|e| e.starts_with("version gap")),
+        "parked for its gap: {error:?}"
+    );
+}
