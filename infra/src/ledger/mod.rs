@@ -10,6 +10,7 @@
 //!   → append, over one stream or several ([`UnitOfWork`]).
 
 pub mod append;
+pub mod cache;
 pub mod execute;
 pub mod load;
 pub mod outbox;
@@ -159,6 +160,8 @@ pub struct Ledger {
     upcasters: Arc<Upcasters>,
     /// Wraps and unwraps the personal data keys.
     keyring: Arc<Keyring>,
+    /// Recently used aggregates ([`cache`]).
+    cache: cache::AggregateCache,
 }
 
 impl Ledger {
@@ -180,7 +183,14 @@ impl Ledger {
             pool: Arc::new(ArcSwap::from_pointee(pool)),
             upcasters: Arc::new(upcasters),
             keyring: Arc::new(Keyring::development()),
+            cache: cache::AggregateCache::new(cache::AggregateCache::DEFAULT_CAPACITY),
         }
+    }
+
+    /// The same ledger keeping at most `capacity` aggregates in its cache (0: none).
+    pub fn with_aggregate_cache(mut self, capacity: u64) -> Self {
+        self.cache = cache::AggregateCache::new(capacity);
+        self
     }
 
     /// The same ledger wrapping personal data keys with `keyring`.

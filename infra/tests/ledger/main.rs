@@ -6,6 +6,7 @@
 mod support;
 
 mod appends;
+mod cache;
 mod dead_letters;
 mod idempotency;
 mod loading;
