@@ -10,7 +10,10 @@
 //! rows are read again: republished, never skipped. A crash between publish and delete
 //! republishes too; consumers de-duplicate by (stream id, version), so each event is applied once.
 
-use rdkafka::producer::{FutureProducer, future_producer::DeliveryFuture};
+use rdkafka::{
+    message::OwnedHeaders,
+    producer::{FutureProducer, future_producer::DeliveryFuture},
+};
 use std::{collections::VecDeque, time::Duration};
 use tokio::sync::{Mutex, watch};
 
@@ -148,10 +151,10 @@ impl Relay {
         };
         for (context, event) in events {
             let topic = format!("{}.{context}", self.kafka.topic_prefix);
-            let (key, value, headers) = kafka::encode_event(event)?;
+            let (key, value) = kafka::encode_event(event)?;
             let delivery = self
                 .producer
-                .send_result(kafka::record(&topic, &key, &value, headers))
+                .send_result(kafka::record(&topic, &key, &value, OwnedHeaders::new()))
                 .map_err(|(error, _)| KafkaError::Client(error))?;
             in_flight.positions.push(event.global_position);
             in_flight.deliveries.push(delivery);
@@ -159,13 +162,22 @@ impl Relay {
         Ok(in_flight)
     }
 
-    /// Step until the outbox is empty (tests and tools).
+    /// Publish until the outbox is empty, batches pipelined as in [`Relay::run`] (tests and
+    /// tools); how many events. Nothing when another relay holds the outbox.
     pub async fn run_until_idle(&self) -> Result<usize, RelayError> {
-        let mut total = 0;
-        while let Step::Published(n) = self.step().await? {
-            total += n;
+        let mut lease = self.lease.lock().await;
+        if lease.is_none() {
+            *lease = self.ledger.relay_lease().await?;
         }
-        Ok(total)
+        let Some(held) = lease.as_mut() else {
+            return Ok(0);
+        };
+        let (_running, shutdown) = watch::channel(false);
+        let outcome = self.pipeline(held, &shutdown, &None).await;
+        if outcome.is_err() {
+            *lease = None;
+        }
+        outcome
     }
 
     /// Relay until `shutdown` turns true: holding the outbox when no other relay does, with
@@ -205,7 +217,7 @@ impl Relay {
                 continue;
             };
             match self.pipeline(held, &shutdown, &settings).await {
-                Ok(()) => {
+                Ok(_) => {
                     backoff = Duration::from_millis(100);
                     // Idle: look again soon (appends do not notify; polling an empty outbox is
                     // one index probe).
@@ -239,8 +251,9 @@ impl Relay {
         lease: &mut RelayLease,
         shutdown: &watch::Receiver<bool>,
         settings: &Option<watch::Receiver<Settings>>,
-    ) -> Result<(), RelayError> {
+    ) -> Result<usize, RelayError> {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut published = 0;
         let mut failure: Option<RelayError> = None;
         loop {
             let stopping = *shutdown.borrow() || settings.as_ref().is_some_and(|s| s.borrow().frozen);
@@ -267,7 +280,7 @@ impl Relay {
                 continue;
             }
             let Some(oldest) = in_flight.pop_front() else {
-                return failure.map_or(Ok(()), Err);
+                return failure.map_or(Ok(published), Err);
             };
             let (positions, outcome) = oldest.acknowledged().await;
             match outcome {
@@ -279,6 +292,7 @@ impl Relay {
                         continue;
                     }
                     metrics::counter!("workup_relay_published_total").increment(positions.len() as u64);
+                    published += positions.len();
                 }
                 Ok(()) => {}
                 Err(error) => {

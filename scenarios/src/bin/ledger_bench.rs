@@ -1,13 +1,18 @@
-//! ledger_bench: the ledger and event bus measured on the real local stack (issue 5), all in one
-//! run on one fresh database and topic prefix:
+//! ledger_bench: the ledger and event bus measured on the real local stack (issues 5 and 15),
+//! all in one run on one fresh database and topic prefix:
 //!
-//! 1. single-event commands appended by 1, 8 and 64 concurrent writers (each on its own
-//!    streams, with expected-version checks, command ids and the outbox row), once in clear and
-//!    once with two personal fields sealed with the writer's personal data key (issue 14: the
-//!    cost of encryption), beside a raw INSERT of the same rows into a plain table;
-//! 2. relay throughput: the outbox those appends filled, published to Kafka;
-//! 3. commit-to-consumer latency at a steady rate (default 1,000 events/s): from the moment
-//!    an append returns to the moment the consumer toolkit hands the event to its handler.
+//! 1. single-event commands by 1, 8 and 64 concurrent writers, each command on a stream of up
+//!    to 10 events: a full `Ledger::execute` (load, decide, append with expected version,
+//!    command id and outbox row) with the aggregate cache and without it, an append whose two
+//!    personal fields are sealed (issue 14), beside a raw INSERT of the same row into a plain
+//!    table; p50/p99 each, and each target's rate as a multiple of the raw INSERT's;
+//! 2. relay throughput: the outbox those commands filled, published to Kafka with 8 batches in
+//!    flight, then the same events again with 1 (no pipelining), beside the broker's own
+//!    ceiling for the same messages sent straight from a producer, with and without headers;
+//! 3. commit-to-consumer latency at steady rates (default 1,000 to 8,000 events/s): from the
+//!    moment an append returns to the moment the consumer toolkit hands the event over, and
+//!    the knee (the highest rate whose p99 stays under 100 ms);
+//! 4. rehydration: loading an aggregate of 1,000 events, from a snapshot, and folding alone.
 //!
 //! Run with `bash scripts/infra.sh up` first, then
 //! `cargo run --release -p scenarios --bin ledger_bench -- --help`.
@@ -15,7 +20,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use domain::{
-    BoundedContext, UserId,
+    Aggregate, BoundedContext, DomainEvent, UserId,
     privacy::{PersonalData, PersonalField},
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,10 +29,14 @@ use infra::{
         self,
         consumer::{self, ConsumerOptions, EventHandler, HandlerError},
     },
-    ledger::{AppendRequest, EventMetadata, ExpectedVersion, Ledger, NewEvent, RecordedEvent, StreamWrite},
+    ledger::{
+        AppendRequest, EventMetadata, ExpectedVersion, Ledger, Loaded, NewEvent, RecordedEvent, StreamWrite,
+    },
     relay::Relay,
     testing::TestEnv,
 };
+use rdkafka::message::{Header, OwnedHeaders};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 use std::{
@@ -49,18 +58,55 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     writers: Vec<usize>,
     /// Ledger connection pool size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     pool: u32,
     /// Events per relay batch.
     #[arg(long, default_value_t = 500)]
     relay_batch: i64,
-    /// Steady rate of the latency run, events per second.
-    #[arg(long, default_value_t = 1_000)]
-    rate: u64,
-    /// Length of the latency run, seconds.
+    /// Relay batches in flight.
+    #[arg(long, default_value_t = 8)]
+    relay_depth: usize,
+    /// Steady rates of the latency runs, events per second.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,4000,8000")]
+    rates: Vec<u64>,
+    /// Length of each latency run, seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Events of the stream loaded in the rehydration step.
+    #[arg(long, default_value_t = 1_000)]
+    rehydrate: usize,
 }
+
+/// The aggregate the commands are decided on: a meter of readings.
+#[derive(Debug, Clone, Default)]
+struct Meter {
+    readings: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+enum MeterEvent {
+    Measured { stream: Uuid, n: i64, note: String },
+}
+
+impl DomainEvent for MeterEvent {
+    fn event_type(&self) -> &'static str {
+        "Measured"
+    }
+}
+
+impl Aggregate for Meter {
+    const STREAM_TYPE: &'static str = "bench";
+    const CONTEXT: BoundedContext = BoundedContext::Jobs;
+    type Event = MeterEvent;
+
+    fn evolve(&mut self, _: &MeterEvent) {
+        self.readings += 1;
+    }
+}
+
+/// Commands per stream in step 1: aggregates stay as small as real ones.
+const EVENTS_PER_STREAM: i64 = 10;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -68,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
     env.config.postgres.max_connections = args.pool;
     let ledger = env.ledger().await?;
+    let uncached = env.ledger().await?.with_aggregate_cache(0);
     println!(
         "ledger_bench on database {} (pool {}), topics {}.*",
         env.namespace, args.pool, env.config.kafka.topic_prefix
@@ -80,55 +127,215 @@ async fn main() -> anyhow::Result<()> {
     .execute(&ledger.pool())
     .await?;
 
-    println!("\n1. single-event commands ({} per step)", args.commands);
     println!(
-        "{:>8} {:>14} {:>10} {:>10} {:>10}",
-        "writers", "target", "ops/s", "p50 ms", "p99 ms"
+        "\n1. single-event commands ({} per step, streams of {EVENTS_PER_STREAM} events)",
+        args.commands
+    );
+    println!(
+        "{:>8} {:>22} {:>10} {:>8} {:>10} {:>10}",
+        "writers", "target", "ops/s", "x raw", "p50 ms", "p99 ms"
     );
     let mut appended = 0;
     for &writers in &args.writers {
-        let ledger_run = run_writers(writers, args.commands, "ledger append", |writer, n| {
-            let ledger = ledger.clone();
-            async move { append_command(&ledger, writer, n).await }
-        })
-        .await?;
-        appended += ledger_run.count;
-        ledger_run.print(writers, "ledger append");
-        let sealed_run = run_writers(writers, args.commands, "sealed append", |writer, n| {
-            let ledger = ledger.clone();
-            async move { append_command_sealed(&ledger, writer, n).await }
-        })
-        .await?;
-        appended += sealed_run.count;
-        sealed_run.print(writers, "sealed append");
-        let raw_run = run_writers(writers, args.commands, "raw INSERT", |writer, n| {
+        let raw = run_writers(writers, args.commands, "raw INSERT", |writer, n| {
             let pool = ledger.pool().clone();
             async move { raw_insert(&pool, writer, n).await }
         })
         .await?;
-        raw_run.print(writers, "raw INSERT");
+        let cached = run_writers(writers, args.commands, "execute", |writer, n| {
+            let ledger = ledger.clone();
+            async move { execute_command(&ledger, writer, n).await }
+        })
+        .await?;
+        let cold = run_writers(writers, args.commands, "execute, no cache", |writer, n| {
+            let ledger = uncached.clone();
+            async move { execute_command(&ledger, writer, n).await }
+        })
+        .await?;
+        let sealed = run_writers(writers, args.commands, "sealed append", |writer, n| {
+            let ledger = ledger.clone();
+            async move { append_command_sealed(&ledger, writer, n).await }
+        })
+        .await?;
+        appended += cached.count + cold.count + sealed.count;
+        let raw_rate = raw.rate();
+        for (target, run) in [
+            ("execute (cached)", cached),
+            ("execute (no cache)", cold),
+            ("sealed append", sealed),
+            ("raw INSERT", raw),
+        ] {
+            run.print(writers, target, raw_rate);
+        }
     }
 
+    relay_throughput(&env, &ledger, appended, &args).await?;
+
+    println!(
+        "\n3. commit-to-consumer latency at steady rates, {} s each",
+        args.seconds
+    );
+    let relay = Relay::new(ledger.clone(), &env.config.kafka, args.relay_batch)?.with_depth(args.relay_depth);
+    steady_latency(&env, &ledger, relay, &args).await?;
+
+    rehydration(&ledger, args.rehydrate).await?;
+    Ok(())
+}
+
+/// Step 2: publish the outbox pipelined, then the same events again one batch at a time, and
+/// the broker's ceiling for those messages.
+async fn relay_throughput(
+    env: &TestEnv,
+    ledger: &Ledger,
+    appended: usize,
+    args: &Args,
+) -> anyhow::Result<()> {
     println!(
         "\n2. relay: {appended} outbox events to Kafka (batches of {})",
         args.relay_batch
     );
-    let relay = Relay::new(ledger.clone(), &env.config.kafka, args.relay_batch)?;
-    let started = Instant::now();
-    let published = relay.run_until_idle().await?;
-    let elapsed = started.elapsed();
-    println!(
-        "   published {published} events in {:.2} s: {:.0} events/s",
-        elapsed.as_secs_f64(),
-        published as f64 / elapsed.as_secs_f64()
-    );
+    for depth in [args.relay_depth, 1] {
+        let relay = Relay::new(ledger.clone(), &env.config.kafka, args.relay_batch)?.with_depth(depth);
+        let started = Instant::now();
+        let published = relay.run_until_idle().await?;
+        let elapsed = started.elapsed();
+        println!(
+            "   relay, {depth} batch(es) in flight: {published} events in {:.2} s: {:.0} events/s",
+            elapsed.as_secs_f64(),
+            published as f64 / elapsed.as_secs_f64()
+        );
+        // The same events again for the next measurement.
+        ledger
+            .requeue(1, i64::MAX, &[BoundedContext::Jobs])
+            .await
+            .context("requeue")?;
+        sqlx::query("INSERT INTO outbox (global_position, topic_context) SELECT global_position, 'jobs' FROM events ON CONFLICT DO NOTHING")
+            .execute(&ledger.pool())
+            .await?;
+    }
+    sqlx::query("DELETE FROM outbox").execute(&ledger.pool()).await?;
 
-    println!(
-        "\n3. commit-to-consumer latency at {} events/s for {} s",
-        args.rate, args.seconds
-    );
-    steady_latency(&env, &ledger, relay, &args).await?;
+    let events = ledger.read_all(0, appended as i64).await?;
+    let topic = format!("{}.ceiling", env.config.kafka.topic_prefix);
+    kafka::ensure_topics(&env.config.kafka, std::slice::from_ref(&topic), false).await?;
+    let producer = kafka::relay_producer(&env.config.kafka)?;
+    for with_headers in [true, false] {
+        let started = Instant::now();
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in &events {
+            let (key, value) = kafka::encode_event(event)?;
+            let headers = if with_headers {
+                headers_of(event)
+            } else {
+                OwnedHeaders::new()
+            };
+            let record = kafka::record(&topic, &key, &value, headers);
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+        }
+        for delivery in deliveries {
+            delivery.await?.map_err(|(e, _)| e)?;
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "   broker ceiling, same messages {} headers, straight from a producer: {:.0} events/s",
+            if with_headers { "with" } else { "without" },
+            events.len() as f64 / elapsed.as_secs_f64()
+        );
+    }
     Ok(())
+}
+
+/// The six headers the relay sent before issue 15 (everything in them is also in the value).
+fn headers_of(event: &RecordedEvent) -> OwnedHeaders {
+    let values = [
+        ("event_type", event.event_type.clone()),
+        ("schema_version", event.schema_version.to_string()),
+        ("stream_id", event.stream_id.to_string()),
+        ("version", event.version.to_string()),
+        ("global_position", event.global_position.to_string()),
+        ("correlation_id", event.metadata.correlation_id.to_string()),
+    ];
+    values
+        .iter()
+        .fold(OwnedHeaders::new_with_capacity(6), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            })
+        })
+}
+
+/// Step 4: load a stream of `events` events, from a snapshot, and fold them in memory.
+async fn rehydration(ledger: &Ledger, events: usize) -> anyhow::Result<()> {
+    println!("\n4. rehydration of an aggregate of {events} events (mean of 50 runs)");
+    let stream = Uuid::now_v7();
+    for chunk in 0..events.div_ceil(100) {
+        let from = (chunk * 100) as i64;
+        let count = (events - chunk * 100).min(100);
+        let write = StreamWrite::of::<Meter>(
+            stream,
+            ExpectedVersion::from_loaded(from),
+            &(1..=count as i64)
+                .map(|n| MeterEvent::Measured {
+                    stream,
+                    n: from + n,
+                    note: "a benchmark event of typical size".into(),
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        ledger.append(AppendRequest::new(meta(), vec![write])).await?;
+    }
+    const RUNS: u32 = 50;
+    let report = |what: &str, started: Instant| {
+        println!(
+            "   {what:<44} {:>10.0} us",
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(RUNS)
+        );
+    };
+    let started = Instant::now();
+    for _ in 0..RUNS {
+        let loaded = ledger.load::<Meter>(stream).await?;
+        anyhow::ensure!(
+            loaded.version == events as i64,
+            "loaded to version {}",
+            loaded.version
+        );
+    }
+    report("load (read + decode + fold)", started);
+    let snapshot = ledger.load::<Meter>(stream).await?;
+    let started = Instant::now();
+    for _ in 0..RUNS {
+        let from = Loaded {
+            state: snapshot.state.clone(),
+            version: snapshot.version,
+        };
+        let loaded = ledger.load_from::<Meter>(stream, from).await?;
+        anyhow::ensure!(
+            loaded.version == events as i64,
+            "loaded to version {}",
+            loaded.version
+        );
+    }
+    report("load from a snapshot at the last version", started);
+    let recorded = ledger.read_stream(stream, 1).await?;
+    let started = Instant::now();
+    for _ in 0..RUNS {
+        let mut meter = Meter::default();
+        for event in &recorded {
+            meter.evolve(&event.decode::<MeterEvent>(ledger.upcasters())?);
+        }
+        anyhow::ensure!(
+            meter.readings == events as i64,
+            "folded {} events",
+            meter.readings
+        );
+    }
+    report("fold alone (decode + evolve, no database)", started);
+    Ok(())
+}
+
+fn meta() -> EventMetadata {
+    EventMetadata::new(Uuid::now_v7(), None, chrono::Utc::now())
 }
 
 /// Latencies of one measured step.
@@ -139,11 +346,16 @@ struct Run {
 }
 
 impl Run {
-    fn print(mut self, writers: usize, target: &str) {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(mut self, writers: usize, target: &str, raw_rate: f64) {
         self.latencies.sort_unstable();
         println!(
-            "{writers:>8} {target:>14} {:>10.0} {:>10.2} {:>10.2}",
-            self.count as f64 / self.elapsed.as_secs_f64(),
+            "{writers:>8} {target:>22} {:>10.0} {:>8.2} {:>10.2} {:>10.2}",
+            self.rate(),
+            self.rate() / raw_rate,
             ms(percentile(&self.latencies, 50.0)),
             ms(percentile(&self.latencies, 99.0)),
         );
@@ -224,6 +436,27 @@ async fn append_command(ledger: &Ledger, stream: Uuid, version: i64) -> anyhow::
     append_event(ledger, stream, version, None).await
 }
 
+/// The writer's `n`th command through [`Ledger::execute`]: load the writer's current stream
+/// (a new one every [`EVENTS_PER_STREAM`] commands), decide one reading, append it.
+async fn execute_command(ledger: &Ledger, writer: Uuid, n: i64) -> anyhow::Result<()> {
+    let stream = Uuid::from_u128(writer.as_u128() ^ ((n - 1) / EVENTS_PER_STREAM) as u128);
+    let appended = ledger
+        .execute::<Meter>(stream, meta(), |meter| {
+            Ok(vec![MeterEvent::Measured {
+                stream,
+                n: meter.readings + 1,
+                note: "a benchmark event of typical size".into(),
+            }])
+        })
+        .await?;
+    anyhow::ensure!(
+        appended.streams[0].version == (n - 1) % EVENTS_PER_STREAM + 1,
+        "stream {stream} at version {} after command {n}",
+        appended.streams[0].version
+    );
+    Ok(())
+}
+
 /// [`append_command`] with the name and email sealed with the key of the stream's person.
 async fn append_command_sealed(ledger: &Ledger, stream: Uuid, version: i64) -> anyhow::Result<()> {
     let personal = PersonalData {
@@ -280,6 +513,25 @@ struct Timings {
 }
 
 impl Timings {
+    /// Commit-to-consumer latency of each of `streams`.
+    fn latencies(&self, streams: &[Uuid]) -> anyhow::Result<Vec<Duration>> {
+        let committed = self
+            .committed
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+        let consumed = self
+            .consumed
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
+        Ok(streams
+            .iter()
+            .filter_map(|stream| {
+                let seen = consumed.get(stream)?;
+                Some(seen.saturating_duration_since(*committed.get(stream)?))
+            })
+            .collect())
+    }
+
     fn consumed_count(&self) -> usize {
         self.consumed.lock().map(|m| m.len()).unwrap_or(0)
     }
@@ -323,75 +575,72 @@ async fn steady_latency(env: &TestEnv, ledger: &Ledger, relay: Relay, args: &Arg
         tokio::spawn(async move { consumer::run(&kafka, options, timings, stopped).await })
     };
 
-    // The consumer has joined its group once it has read the backlog of phase 1: one stream
-    // per writer.
-    let backlog: usize = args.writers.iter().sum();
-    timings.wait_consumed(backlog, Duration::from_secs(120)).await?;
-
-    let total = args.rate * args.seconds;
-    let bar = progress(total, "steady appends");
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut appends = Vec::with_capacity(total as usize);
-    let started = Instant::now();
-    for _ in 0..total {
-        ticker.tick().await;
-        let (ledger, timings, bar) = (ledger.clone(), timings.clone(), bar.clone());
-        appends.push(tokio::spawn(async move {
-            let stream = Uuid::now_v7();
-            append_command(&ledger, stream, 1).await?;
-            timings
-                .committed
-                .lock()
-                .map_err(|_| anyhow::anyhow!("timings lock poisoned"))?
-                .insert(stream, Instant::now());
-            bar.inc(1);
-            anyhow::Ok(())
-        }));
-    }
-    for append in appends {
-        append.await??;
-    }
-    bar.finish_and_clear();
-    let appending = started.elapsed();
-    let lag = ledger.outbox_lag().await?;
-    println!(
-        "   appended {total} in {:.1} s ({:.0} events/s achieved); outbox after the last append: {} events",
-        appending.as_secs_f64(),
-        total as f64 / appending.as_secs_f64(),
-        lag.events
-    );
-
-    timings
-        .wait_consumed(backlog + total as usize, Duration::from_secs(60))
+    // The consumer has joined its group once it has read the backlog of the steps before: every
+    // stream written so far.
+    let backlog: i64 = sqlx::query_scalar("SELECT count(DISTINCT stream_id) FROM events")
+        .fetch_one(&ledger.pool())
         .await?;
+    let mut expected = backlog as usize;
+    timings.wait_consumed(expected, Duration::from_secs(180)).await?;
+
+    println!(
+        "{:>10} {:>10} {:>10} {:>10} {:>10}",
+        "rate/s", "achieved", "p50 ms", "p99 ms", "max ms"
+    );
+    let mut knee = None;
+    for &rate in &args.rates {
+        let total = rate * args.seconds;
+        let bar = progress(total, &format!("steady appends at {rate}/s"));
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut appends = Vec::with_capacity(total as usize);
+        let started = Instant::now();
+        for _ in 0..total {
+            ticker.tick().await;
+            let (ledger, timings, bar) = (ledger.clone(), timings.clone(), bar.clone());
+            appends.push(tokio::spawn(async move {
+                let stream = Uuid::now_v7();
+                append_command(&ledger, stream, 1).await?;
+                timings
+                    .committed
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("timings lock poisoned"))?
+                    .insert(stream, Instant::now());
+                bar.inc(1);
+                anyhow::Ok(stream)
+            }));
+        }
+        let mut streams = Vec::with_capacity(total as usize);
+        for append in appends {
+            streams.push(append.await??);
+        }
+        bar.finish_and_clear();
+        let achieved = total as f64 / started.elapsed().as_secs_f64();
+        expected += total as usize;
+        timings.wait_consumed(expected, Duration::from_secs(120)).await?;
+        let mut latencies = timings.latencies(&streams)?;
+        latencies.sort_unstable();
+        let p99 = percentile(&latencies, 99.0);
+        println!(
+            "{rate:>10} {achieved:>10.0} {:>10.1} {:>10.1} {:>10.1}",
+            ms(percentile(&latencies, 50.0)),
+            ms(p99),
+            ms(latencies.last().copied().unwrap_or_default()),
+        );
+        if p99 < Duration::from_millis(100) {
+            knee = Some(rate);
+        } else {
+            break;
+        }
+    }
+    match knee {
+        Some(rate) => {
+            println!("   knee: p99 under 100 ms up to {rate} events/s (the highest rate measured below it)")
+        }
+        None => println!("   knee: p99 over 100 ms already at the lowest rate"),
+    }
     let _ = stop.send(true);
     relay.await.context("relay task")?;
     consumer.await.context("consumer task")??;
-
-    let committed = timings
-        .committed
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-    let consumed = timings
-        .consumed
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock poisoned"))?;
-    let mut latencies: Vec<Duration> = committed
-        .iter()
-        .filter_map(|(stream, at)| {
-            consumed
-                .get(stream)
-                .map(|seen| seen.saturating_duration_since(*at))
-        })
-        .collect();
-    latencies.sort_unstable();
-    println!(
-        "   {} events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        latencies.len(),
-        ms(percentile(&latencies, 50.0)),
-        ms(percentile(&latencies, 99.0)),
-        ms(latencies.last().copied().unwrap_or_default()),
-    );
     Ok(())
 }
