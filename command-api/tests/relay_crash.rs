@@ -97,14 +97,15 @@ async fn a_relay_killed_mid_batch_republishes_and_consumers_see_each_event_once_
     }
     let total = 1 + STREAMS * EVENTS_PER_STREAM;
 
-    // Hold a SHARE lock on the outbox: the relay can claim and publish its first batch but
-    // blocks on deleting it, so the kill lands exactly between publish and acknowledgement.
+    // Hold a SHARE lock on the relay's position: the relay can read and publish its first
+    // batches but blocks on recording them, so the kill lands exactly between publish and
+    // acknowledgement.
     let mut blocker = sqlx::PgConnection::connect(&env.config.postgres.url)
         .await
         .expect("connect the blocker");
-    sqlx::Executor::execute(&mut blocker, "BEGIN; LOCK TABLE outbox IN SHARE MODE")
+    sqlx::Executor::execute(&mut blocker, "BEGIN; LOCK TABLE relay_position IN SHARE MODE")
         .await
-        .expect("lock the outbox");
+        .expect("lock the relay's position");
     let relay = RelayProcess::start(&env);
     let deadline = Instant::now() + Duration::from_secs(60);
     while collector.len() < 1 + BATCH as usize {
@@ -118,14 +119,14 @@ async fn a_relay_killed_mid_batch_republishes_and_consumers_see_each_event_once_
     relay.kill();
     sqlx::Executor::execute(&mut blocker, "ROLLBACK")
         .await
-        .expect("release the outbox");
+        .expect("release the relay's position");
     let consumed = collector.len();
     let remaining = outbox_len(&ledger).await as usize;
-    eprintln!("after SIGKILL: {consumed} consumed, {remaining} rows still in the outbox");
+    eprintln!("after SIGKILL: {consumed} consumed, {remaining} events still unacknowledged");
     assert_eq!(
         remaining,
         total - 1,
-        "the killed relay acknowledged nothing: its published batch is still in the outbox"
+        "the killed relay acknowledged nothing: its published batches are still to publish"
     );
 
     let relay = RelayProcess::start(&env);
@@ -133,7 +134,7 @@ async fn a_relay_killed_mid_batch_republishes_and_consumers_see_each_event_once_
     while collector.len() < total || outbox_len(&ledger).await > 0 {
         assert!(
             Instant::now() < deadline,
-            "after restart: {} of {total} consumed, {} left in the outbox",
+            "after restart: {} of {total} consumed, {} left to publish",
             collector.len(),
             outbox_len(&ledger).await
         );

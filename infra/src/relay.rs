@@ -1,7 +1,8 @@
-//! The outbox relay (DESIGN §1, §5): publishes committed events to their context's topic,
-//! in ledger order, and deletes them from the outbox once the broker has acknowledged them.
+//! The outbox relay (DESIGN §1, §5): publishes committed events to their context's topic, in
+//! ledger order (the tail of the events table, then events queued again: [`crate::ledger::outbox`]),
+//! and records how far it got once the broker has acknowledged them.
 //!
-//! Several instances may run; one holds the outbox ([`RelayLease`]) and the others stand by.
+//! Several instances may run; one holds the lease ([`RelayLease`]) and the others stand by.
 //! The holder keeps up to [`Relay::with_depth`] batches in flight: the next batch is read and
 //! queued on the producer while earlier ones wait for their acknowledgements, which are taken
 //! (and their rows deleted) in order. The producer keeps queued messages in order per partition
@@ -21,7 +22,7 @@ use crate::{
     config::KafkaConfig,
     control::{self, Settings},
     kafka::{self, KafkaError},
-    ledger::{Ledger, LedgerError, RecordedEvent, RelayLease},
+    ledger::{Acknowledgement, Ledger, LedgerError, RelayBatch, RelayLease},
 };
 
 /// Why a relay step failed (the step is retried; nothing is lost).
@@ -46,13 +47,14 @@ pub enum Step {
 
 /// A batch sent and not yet acknowledged.
 struct InFlight {
-    positions: Vec<i64>,
+    acknowledgement: Acknowledgement,
     deliveries: Vec<DeliveryFuture>,
 }
 
 impl InFlight {
     /// Wait for every acknowledgement; the first failure, if any (after all have resolved).
-    async fn acknowledged(self) -> (Vec<i64>, Result<(), KafkaError>) {
+    async fn acknowledged(self) -> (Acknowledgement, usize, Result<(), KafkaError>) {
+        let count = self.deliveries.len();
         let mut outcome = Ok(());
         for delivery in self.deliveries {
             let failure = match delivery.await {
@@ -64,7 +66,7 @@ impl InFlight {
                 outcome = Err(KafkaError::Client(failure));
             }
         }
-        (self.positions, outcome)
+        (self.acknowledgement, count, outcome)
     }
 }
 
@@ -132,31 +134,29 @@ impl Relay {
     }
 
     async fn publish_one(&self, lease: &mut RelayLease) -> Result<Step, RelayError> {
-        let events = lease.next(self.batch_size, &[]).await?;
-        if events.is_empty() {
+        let Some(batch) = lease.next(self.batch_size, &[]).await? else {
             return Ok(Step::Idle);
-        }
-        let (positions, outcome) = self.send(&events)?.acknowledged().await;
+        };
+        let (acknowledgement, count, outcome) = self.send(batch)?.acknowledged().await;
         outcome?;
-        lease.acknowledge(&positions).await?;
-        metrics::counter!("workup_relay_published_total").increment(positions.len() as u64);
-        Ok(Step::Published(positions.len()))
+        lease.acknowledge(&acknowledgement).await?;
+        metrics::counter!("workup_relay_published_total").increment(count as u64);
+        Ok(Step::Published(count))
     }
 
-    /// Queue `events` on the producer, in order.
-    fn send(&self, events: &[(String, RecordedEvent)]) -> Result<InFlight, KafkaError> {
+    /// Queue a batch's events on the producer, in order.
+    fn send(&self, batch: RelayBatch) -> Result<InFlight, KafkaError> {
         let mut in_flight = InFlight {
-            positions: Vec::with_capacity(events.len()),
-            deliveries: Vec::with_capacity(events.len()),
+            acknowledgement: batch.acknowledgement,
+            deliveries: Vec::with_capacity(batch.events.len()),
         };
-        for (context, event) in events {
+        for (context, event) in &batch.events {
             let topic = format!("{}.{context}", self.kafka.topic_prefix);
             let (key, value) = kafka::encode_event(event)?;
             let delivery = self
                 .producer
                 .send_result(kafka::record(&topic, &key, &value, OwnedHeaders::new()))
                 .map_err(|(error, _)| KafkaError::Client(error))?;
-            in_flight.positions.push(event.global_position);
             in_flight.deliveries.push(delivery);
         }
         Ok(in_flight)
@@ -257,42 +257,46 @@ impl Relay {
         let mut failure: Option<RelayError> = None;
         loop {
             let stopping = *shutdown.borrow() || settings.as_ref().is_some_and(|s| s.borrow().frozen);
-            let mut read = 0;
+            let mut read = false;
             if failure.is_none() && !stopping && in_flight.len() < self.depth {
-                let sent: Vec<i64> = in_flight
+                let queued: Vec<i64> = in_flight
                     .iter()
-                    .flat_map(|b| b.positions.iter().copied())
+                    .flat_map(|b| match &b.acknowledgement {
+                        Acknowledgement::Queued(positions) => positions.as_slice(),
+                        Acknowledgement::Tail(_) => &[],
+                    })
+                    .copied()
                     .collect();
-                match lease.next(self.batch_size, &sent).await {
-                    Ok(events) if !events.is_empty() => {
-                        read = events.len();
-                        match self.send(&events) {
+                match lease.next(self.batch_size, &queued).await {
+                    Ok(Some(batch)) => {
+                        read = true;
+                        match self.send(batch) {
                             Ok(batch) => in_flight.push_back(batch),
                             Err(error) => failure = Some(error.into()),
                         }
                     }
-                    Ok(_) => {}
+                    Ok(None) => {}
                     Err(error) => failure = Some(error.into()),
                 }
             }
             // Keep reading while batches are short of the depth; otherwise wait for the oldest.
-            if read > 0 && failure.is_none() && in_flight.len() < self.depth {
+            if read && failure.is_none() && in_flight.len() < self.depth {
                 continue;
             }
             let Some(oldest) = in_flight.pop_front() else {
                 return failure.map_or(Ok(published), Err);
             };
-            let (positions, outcome) = oldest.acknowledged().await;
+            let (acknowledgement, count, outcome) = oldest.acknowledged().await;
             match outcome {
-                // After a failure nothing more is deleted: later batches are only waited for,
+                // After a failure nothing more is recorded: later batches are only waited for,
                 // and everything not acknowledged so far is read again.
                 Ok(()) if failure.is_none() => {
-                    if let Err(error) = lease.acknowledge(&positions).await {
+                    if let Err(error) = lease.acknowledge(&acknowledgement).await {
                         failure = Some(error.into());
                         continue;
                     }
-                    metrics::counter!("workup_relay_published_total").increment(positions.len() as u64);
-                    published += positions.len();
+                    metrics::counter!("workup_relay_published_total").increment(count as u64);
+                    published += count;
                 }
                 Ok(()) => {}
                 Err(error) => {

@@ -385,9 +385,6 @@ async fn a_republished_proposal_accepted_creates_no_second_contract() -> anyhow:
     )
     .execute(&ledger.pool())
     .await?;
-    sqlx::query("SELECT pg_notify('workup_outbox', '')")
-        .execute(&ledger.pool())
-        .await?;
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     eventually("the republished event is answered by the ledger", || async {
         let Ok(answer) = stack.http.get(&metrics).send().await else {

@@ -2,7 +2,7 @@
 //!
 //! - [`append`]: atomic multi-stream appends with expected versions, reservations, idempotency.
 //! - [`load`]: reading and folding streams.
-//! - [`outbox`]: the rows the relay publishes to Kafka.
+//! - [`outbox`]: what the relay publishes to Kafka: the tail of the events, and events queued again.
 //! - [`upcast`]: lifting old event schema versions on read.
 //! - [`personal`]: personal fields sealed on append, opened (or redacted) on read
 //!   ([`crate::privacy`]).
@@ -34,7 +34,7 @@ pub use append::{
 };
 pub use execute::{CommandError, UnitOfWork};
 pub use load::Loaded;
-pub use outbox::{OutboxLag, RelayLease};
+pub use outbox::{Acknowledgement, OutboxLag, RelayBatch, RelayLease, TailPosition};
 pub use scan::{ScanCursor, ScanFilter, TransactionHorizon};
 pub use upcast::Upcasters;
 

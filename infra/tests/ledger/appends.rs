@@ -59,7 +59,7 @@ async fn fifty_racing_appends_at_one_version_one_wins_the_rest_conflict() {
     assert_eq!(
         outbox_len(&ledger).await,
         2,
-        "one outbox row per stored event, none for the losers"
+        "two stored events to publish, none of the losers'"
     );
 }
 

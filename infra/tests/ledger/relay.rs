@@ -1,5 +1,6 @@
 //! The relay and late commits: sequence values are taken before commit, so a transaction that
-//! commits after later ones leaves a hole that a tailing reader would skip (DESIGN §1).
+//! commits after later ones leaves a hole that a reader tailing by position would skip
+//! (DESIGN §1); the relay reads by transaction, below the oldest one still writing.
 
 use infra::{
     ledger::{ExpectedVersion, Ledger},
@@ -26,7 +27,8 @@ async fn transactions_committing_out_of_order_are_all_published() {
         held.push(held_append(&ledger, 3).await);
     }
 
-    // Later transactions commit first, and the relay publishes them.
+    // Later transactions commit first: the relay publishes none of them while an earlier
+    // transaction is still writing (it reads below the oldest one only).
     let mut later_positions = Vec::new();
     for _ in 0..20 {
         let appended = append(&ledger, Uuid::now_v7(), ExpectedVersion::NoStream, 1)
@@ -36,10 +38,11 @@ async fn transactions_committing_out_of_order_are_all_published() {
     }
     assert_eq!(
         relay.run_until_idle().await.expect("relay"),
-        20,
-        "the committed ones"
+        0,
+        "nothing past a transaction still writing"
     );
     assert_eq!(relay.step().await.expect("relay"), Step::Idle);
+    assert_eq!(outbox_len(&ledger).await, 20, "the committed ones wait");
 
     // The held ones commit now, last-started first.
     let mut held_positions = Vec::new();
@@ -58,7 +61,7 @@ async fn transactions_committing_out_of_order_are_all_published() {
 
     assert_eq!(
         relay.run_until_idle().await.expect("relay"),
-        3 * 3,
+        20 + 3 * 3,
         "the late commits are not skipped"
     );
     assert_eq!(outbox_len(&ledger).await, 0);

@@ -3,11 +3,11 @@
 //!
 //! 1. single-event commands by 1, 8 and 64 concurrent writers, each command on a stream of up
 //!    to 10 events: a full `Ledger::execute` (load, decide, append with expected version,
-//!    command id and outbox row) with the aggregate cache and without it, an append whose two
+//!    command id) with the aggregate cache and without it, an append whose two
 //!    personal fields are sealed (issue 14), beside a raw INSERT of the same row into a plain
 //!    table; p50/p99 each, and each target's rate as a multiple of the raw INSERT's;
-//! 2. relay throughput: the outbox those commands filled, published to Kafka with 8 batches in
-//!    flight, then the same events again with 1 (no pipelining), beside the broker's own
+//! 2. relay throughput: the events those commands appended, published to Kafka with 8 batches
+//!    in flight, then the same events again with 1 (no pipelining), beside the broker's own
 //!    ceiling for the same messages sent straight from a producer, with and without headers;
 //! 3. commit-to-consumer latency at steady rates (default 1,000 to 8,000 events/s): from the
 //!    moment an append returns to the moment the consumer toolkit hands the event over, and
@@ -75,6 +75,12 @@ struct Args {
     /// Events of the stream loaded in the rehydration step.
     #[arg(long, default_value_t = 1_000)]
     rehydrate: usize,
+    /// SQL run on the fresh database before measuring (to try a variant of the schema).
+    #[arg(long)]
+    setup_sql: Option<std::path::PathBuf>,
+    /// Stop after step 1.
+    #[arg(long)]
+    commands_only: bool,
 }
 
 /// The aggregate the commands are decided on: a meter of readings.
@@ -119,6 +125,11 @@ async fn main() -> anyhow::Result<()> {
         "ledger_bench on database {} (pool {}), topics {}.*",
         env.namespace, args.pool, env.config.kafka.topic_prefix
     );
+    if let Some(path) = &args.setup_sql {
+        let sql = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        sqlx::raw_sql(&sql).execute(&ledger.pool()).await?;
+        println!("ran {} first", path.display());
+    }
     sqlx::query(
         "CREATE TABLE raw_events (stream_id uuid NOT NULL, version bigint NOT NULL, event_type text NOT NULL,
              schema_version int NOT NULL, payload jsonb NOT NULL, metadata jsonb NOT NULL,
@@ -169,6 +180,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    if args.commands_only {
+        return Ok(());
+    }
     relay_throughput(&env, &ledger, appended, &args).await?;
 
     println!(
@@ -182,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Step 2: publish the outbox pipelined, then the same events again one batch at a time, and
+/// Step 2: publish the appended events pipelined, then the same events again one batch at a time, and
 /// the broker's ceiling for those messages.
 async fn relay_throughput(
     env: &TestEnv,
@@ -191,7 +205,7 @@ async fn relay_throughput(
     args: &Args,
 ) -> anyhow::Result<()> {
     println!(
-        "\n2. relay: {appended} outbox events to Kafka (batches of {})",
+        "\n2. relay: {appended} appended events to Kafka (batches of {})",
         args.relay_batch
     );
     for depth in [args.relay_depth, 1] {
@@ -204,16 +218,18 @@ async fn relay_throughput(
             elapsed.as_secs_f64(),
             published as f64 / elapsed.as_secs_f64()
         );
-        // The same events again for the next measurement.
-        ledger
-            .requeue(1, i64::MAX, &[BoundedContext::Jobs])
-            .await
-            .context("requeue")?;
-        sqlx::query("INSERT INTO outbox (global_position, topic_context) SELECT global_position, 'jobs' FROM events ON CONFLICT DO NOTHING")
+        // The same events again for the next measurement: the relay back to the start.
+        sqlx::query("UPDATE relay_position SET transaction_id = '0', global_position = 0")
             .execute(&ledger.pool())
             .await?;
     }
-    sqlx::query("DELETE FROM outbox").execute(&ledger.pool()).await?;
+    // Published twice: the latency step's consumer reads both copies first.
+    sqlx::query(
+        "UPDATE relay_position SET (transaction_id, global_position) =
+             (SELECT transaction_id, global_position FROM events ORDER BY 1 DESC, 2 DESC LIMIT 1)",
+    )
+    .execute(&ledger.pool())
+    .await?;
 
     let events = ledger.read_all(0, appended as i64).await?;
     let topic = format!("{}.ceiling", env.config.kafka.topic_prefix);

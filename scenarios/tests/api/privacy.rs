@@ -283,7 +283,7 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
             sealed += usize::from(text.contains(envelope::MEMBER) && text.contains(&erin.id));
         }
     }
-    // Six events sealed for her; her deletion may still be in the outbox.
+    // Six events sealed for her; her deletion may not be published yet.
     ensure!(
         sealed >= 5,
         "only {sealed} of Erin's sealed events were read from Kafka"
