@@ -141,6 +141,17 @@ pub struct KafkaConfig {
         default_value_t = 50
     )]
     pub fetch_wait_ms: u32,
+    /// Idempotent producers (`enable.idempotence`, up to 5 requests in flight). Off by default:
+    /// the local broker (tansu 0.6.0) breaks on idempotent produce requests (README, "The outbox
+    /// relay"); turn it on against real Kafka.
+    #[arg(
+        id = "kafka-idempotence",
+        long = "kafka-idempotence",
+        env = "WORKUP_KAFKA_IDEMPOTENCE",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub idempotence: bool,
 }
 
 impl KafkaConfig {

@@ -16,6 +16,7 @@
 //!   query-api; read-your-writes.
 //! - [`cassandra`], [`mongo`], [`redis`]: store connections and the cache; [`store`]: their error.
 //! - [`media`]: content-addressed photo and resume files (DESIGN §3).
+//! - [`ops`]: what the operations page reads: instances, consumer lag, ledger activity.
 //! - [`http`]: problem+json errors, extractors, auth, health and metrics for the services.
 //! - `testing` (feature `test-support`): isolated resources per test on the local stack.
 
@@ -27,6 +28,7 @@ pub mod kafka;
 pub mod ledger;
 pub mod media;
 pub mod mongo;
+pub mod ops;
 pub mod payouts;
 pub mod privacy;
 pub mod read_models;

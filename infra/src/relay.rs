@@ -162,22 +162,36 @@ impl Relay {
         Ok(in_flight)
     }
 
-    /// Publish until the outbox is empty, batches pipelined as in [`Relay::run`] (tests and
-    /// tools); how many events. Nothing when another relay holds the outbox.
+    /// Publish every event committed before the call, batches pipelined as in [`Relay::run`]
+    /// (tests and tools); how many events. Waits (up to 30 s) for transactions still writing
+    /// anywhere on the database cluster, which hold the tail back. Nothing when another relay
+    /// holds the lease.
     pub async fn run_until_idle(&self) -> Result<usize, RelayError> {
-        let mut lease = self.lease.lock().await;
-        if lease.is_none() {
-            *lease = self.ledger.relay_lease().await?;
+        let end = self.ledger.tail_end().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut published = 0;
+        loop {
+            let mut lease = self.lease.lock().await;
+            if lease.is_none() {
+                *lease = self.ledger.relay_lease().await?;
+            }
+            let Some(held) = lease.as_mut() else {
+                return Ok(published);
+            };
+            let (_running, shutdown) = watch::channel(false);
+            match self.pipeline(held, &shutdown, &None).await {
+                Ok(count) => published += count,
+                Err(error) => {
+                    *lease = None;
+                    return Err(error);
+                }
+            }
+            if end.is_none_or(|end| held.read() >= end) || tokio::time::Instant::now() > deadline {
+                return Ok(published);
+            }
+            drop(lease);
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let Some(held) = lease.as_mut() else {
-            return Ok(0);
-        };
-        let (_running, shutdown) = watch::channel(false);
-        let outcome = self.pipeline(held, &shutdown, &None).await;
-        if outcome.is_err() {
-            *lease = None;
-        }
-        outcome
     }
 
     /// Relay until `shutdown` turns true: holding the outbox when no other relay does, with

@@ -48,13 +48,14 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     cfg
 }
 
-/// The producer: acks=all, one request in flight per connection so retries keep the order per
-/// partition. No Kafka transactions: consumers de-duplicate by (stream id, version) instead.
+/// The producer: acks=all, retries keeping the order per partition. No Kafka transactions:
+/// consumers de-duplicate by (stream id, version) instead.
 ///
-/// Not idempotent: the local broker (tansu 0.6.0) panics its storage on some idempotent
-/// produce requests under load (`idempotent_message_check`: "more or less than one row"),
-/// after which it fails every request until restarted. Without idempotence a retried request
-/// may write a duplicate, which consumers already drop (DESIGN §5), and order still holds.
+/// Idempotent only with `WORKUP_KAFKA_IDEMPOTENCE=true` (for real Kafka): the local broker
+/// (tansu 0.6.0) panics its storage on idempotent produce requests (`idempotent_message_check`:
+/// "more or less than one row"), after which it fails every request until restarted. Without
+/// idempotence one request is in flight per connection, so order still holds, and a retried
+/// request may write a duplicate, which consumers already drop (DESIGN §5).
 pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     Ok(ordered_producer(config)
         .set("message.timeout.ms", "30000")
@@ -74,10 +75,14 @@ pub fn relay_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError
 
 fn ordered_producer(config: &KafkaConfig) -> ClientConfig {
     let mut cfg = client_config(config);
-    cfg.set("enable.idempotence", "false")
-        .set("max.in.flight.requests.per.connection", "1")
-        .set("acks", "all")
-        .set("linger.ms", "2");
+    if config.idempotence {
+        cfg.set("enable.idempotence", "true")
+            .set("max.in.flight.requests.per.connection", "5");
+    } else {
+        cfg.set("enable.idempotence", "false")
+            .set("max.in.flight.requests.per.connection", "1");
+    }
+    cfg.set("acks", "all").set("linger.ms", "2");
     cfg
 }
 

@@ -25,7 +25,7 @@ use super::{Ledger, LedgerError, RecordedEvent, load::recorded_event};
 const RELAY_LOCK: i64 = 0x574F_524B_5550_4F42;
 
 /// A place in the tail: (transaction id, global position) of the last event read or acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TailPosition {
     transaction_id: i64,
     global_position: i64,
@@ -125,6 +125,11 @@ impl RelayLease {
         }))
     }
 
+    /// Where the tail has been read to.
+    pub fn read(&self) -> TailPosition {
+        self.read
+    }
+
     /// Record a batch as published (the broker acknowledged every event of it). Tail batches
     /// must be acknowledged in the order they were read.
     pub async fn acknowledge(&mut self, acknowledgement: &Acknowledgement) -> Result<(), LedgerError> {
@@ -218,6 +223,20 @@ impl Ledger {
                 .fetch_one(&self.pool())
                 .await?,
         )
+    }
+
+    /// The newest committed event's place in the tail (`None`: no event yet).
+    pub async fn tail_end(&self) -> Result<Option<TailPosition>, LedgerError> {
+        let end: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position FROM events
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool())
+        .await?;
+        Ok(end.map(|(transaction_id, global_position)| TailPosition {
+            transaction_id,
+            global_position,
+        }))
     }
 
     /// The relay's lag (DESIGN §5: exposed in metrics): events after its acknowledged position

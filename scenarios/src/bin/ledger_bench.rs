@@ -57,9 +57,12 @@ struct Args {
     /// Writer counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     writers: Vec<usize>,
-    /// Ledger connection pool size.
-    #[arg(long, default_value_t = 64)]
+    /// Ledger connection pool size (the services' default).
+    #[arg(long, default_value_t = 16)]
     pool: u32,
+    /// Idempotent producer for the relay steps (the local broker breaks on it: README).
+    #[arg(long)]
+    idempotence: bool,
     /// Events per relay batch.
     #[arg(long, default_value_t = 500)]
     relay_batch: i64,
@@ -119,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut env = TestEnv::new().await?;
     env.config.postgres.max_connections = args.pool;
+    env.config.kafka.idempotence = args.idempotence;
     let ledger = env.ledger().await?;
     let uncached = env.ledger().await?.with_aggregate_cache(0);
     println!(
