@@ -11,6 +11,7 @@
 //! rows are read again: republished, never skipped. A crash between publish and delete
 //! republishes too; consumers de-duplicate by (stream id, version), so each event is applied once.
 
+use futures::future::BoxFuture;
 use rdkafka::{
     message::OwnedHeaders,
     producer::{FutureProducer, future_producer::DeliveryFuture},
@@ -48,26 +49,28 @@ pub enum Step {
 /// A batch sent and not yet acknowledged.
 struct InFlight {
     acknowledgement: Acknowledgement,
-    deliveries: Vec<DeliveryFuture>,
+    /// Resolves once every message of the batch is acknowledged: how many, and the first failure
+    /// if any (after all have resolved).
+    delivered: BoxFuture<'static, Delivered>,
 }
 
-impl InFlight {
-    /// Wait for every acknowledgement; the first failure, if any (after all have resolved).
-    async fn acknowledged(self) -> (Acknowledgement, usize, Result<(), KafkaError>) {
-        let count = self.deliveries.len();
-        let mut outcome = Ok(());
-        for delivery in self.deliveries {
-            let failure = match delivery.await {
-                Ok(Ok(_)) => continue,
-                Ok(Err((error, _))) => error,
-                Err(_) => rdkafka::error::KafkaError::Canceled,
-            };
-            if outcome.is_ok() {
-                outcome = Err(KafkaError::Client(failure));
-            }
+/// How many messages of a batch were acknowledged, and the first failure if any.
+type Delivered = (usize, Result<(), KafkaError>);
+
+async fn all_delivered(deliveries: Vec<DeliveryFuture>) -> Delivered {
+    let count = deliveries.len();
+    let mut outcome = Ok(());
+    for delivery in deliveries {
+        let failure = match delivery.await {
+            Ok(Ok(_)) => continue,
+            Ok(Err((error, _))) => error,
+            Err(_) => rdkafka::error::KafkaError::Canceled,
+        };
+        if outcome.is_ok() {
+            outcome = Err(KafkaError::Client(failure));
         }
-        (self.acknowledgement, count, outcome)
     }
+    (count, outcome)
 }
 
 /// The outbox relay.
@@ -137,19 +140,17 @@ impl Relay {
         let Some(batch) = lease.next(self.batch_size, &[]).await? else {
             return Ok(Step::Idle);
         };
-        let (acknowledgement, count, outcome) = self.send(batch)?.acknowledged().await;
+        let in_flight = self.send(batch)?;
+        let (count, outcome) = in_flight.delivered.await;
         outcome?;
-        lease.acknowledge(&acknowledgement).await?;
+        lease.acknowledge(&in_flight.acknowledgement).await?;
         metrics::counter!("workup_relay_published_total").increment(count as u64);
         Ok(Step::Published(count))
     }
 
     /// Queue a batch's events on the producer, in order.
     fn send(&self, batch: RelayBatch) -> Result<InFlight, KafkaError> {
-        let mut in_flight = InFlight {
-            acknowledgement: batch.acknowledgement,
-            deliveries: Vec::with_capacity(batch.events.len()),
-        };
+        let mut deliveries = Vec::with_capacity(batch.events.len());
         for (context, event) in &batch.events {
             let topic = format!("{}.{context}", self.kafka.topic_prefix);
             let (key, value) = kafka::encode_event(event)?;
@@ -157,9 +158,12 @@ impl Relay {
                 .producer
                 .send_result(kafka::record(&topic, &key, &value, OwnedHeaders::new()))
                 .map_err(|(error, _)| KafkaError::Client(error))?;
-            in_flight.deliveries.push(delivery);
+            deliveries.push(delivery);
         }
-        Ok(in_flight)
+        Ok(InFlight {
+            acknowledgement: batch.acknowledgement,
+            delivered: Box::pin(all_delivered(deliveries)),
+        })
     }
 
     /// Publish every event committed before the call, batches pipelined as in [`Relay::run`]
@@ -297,10 +301,26 @@ impl Relay {
             if read && failure.is_none() && in_flight.len() < self.depth {
                 continue;
             }
-            let Some(oldest) = in_flight.pop_front() else {
+            let can_read = failure.is_none() && !stopping && in_flight.len() < self.depth;
+            let Some(oldest) = in_flight.front_mut() else {
                 return failure.map_or(Ok(published), Err);
             };
-            let (acknowledgement, count, outcome) = oldest.acknowledged().await;
+            // Nothing new to read: wait for the oldest batch, but look again at the next poll,
+            // so events committed meanwhile do not wait for the broker's answer.
+            let delivered = if can_read {
+                tokio::select! {
+                    delivered = &mut oldest.delivered => Some(delivered),
+                    () = tokio::time::sleep(Self::POLL) => None,
+                }
+            } else {
+                Some((&mut oldest.delivered).await)
+            };
+            let Some((count, outcome)) = delivered else {
+                continue;
+            };
+            let Some(InFlight { acknowledgement, .. }) = in_flight.pop_front() else {
+                continue;
+            };
             match outcome {
                 // After a failure nothing more is recorded: later batches are only waited for,
                 // and everything not acknowledged so far is read again.

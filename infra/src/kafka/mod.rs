@@ -69,7 +69,7 @@ pub fn relay_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError
     Ok(ordered_producer(config)
         .set("message.timeout.ms", "0")
         .set("batch.num.messages", "10000")
-        .set("linger.ms", "5")
+        .set("linger.ms", "1")
         .create()?)
 }
 

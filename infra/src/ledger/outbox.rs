@@ -24,6 +24,9 @@ use super::{Ledger, LedgerError, RecordedEvent, load::recorded_event};
 /// Session advisory lock key held by the relay that publishes ("WORKUPOB").
 const RELAY_LOCK: i64 = 0x574F_524B_5550_4F42;
 
+/// The `application_name` of the relay's lease connection.
+pub const RELAY_APPLICATION: &str = "workup-relay";
+
 /// A place in the tail: (transaction id, global position) of the last event read or acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TailPosition {
@@ -167,7 +170,13 @@ pub struct OutboxLag {
 impl Ledger {
     /// The relay's lease, or `None` while another relay holds it.
     pub async fn relay_lease(&self) -> Result<Option<RelayLease>, LedgerError> {
-        let options = self.pool().connect_options();
+        // Outside the pool (it lives as long as the lease), and named for pg_stat_activity.
+        let options = self
+            .pool()
+            .connect_options()
+            .as_ref()
+            .clone()
+            .application_name(RELAY_APPLICATION);
         let mut connection = PgConnection::connect_with(&options).await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK)

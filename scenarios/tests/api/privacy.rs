@@ -174,6 +174,15 @@ async fn an_erased_freelancer_leaves_no_personal_value_in_the_ledger_or_any_read
             "milestone not paid yet: {}",
             answers[3]
         );
+        // The contract's own view and its milestones' come from one stream: both at its end.
+        let milestones_version = answers[3]["items"]
+            .as_array()
+            .and_then(|items| items.iter().filter_map(|m| m["version"].as_i64()).max());
+        ensure!(
+            answers[2]["version"].as_i64() == milestones_version,
+            "the contract view is behind its milestones: {} vs {milestones_version:?}",
+            answers[2]["version"]
+        );
         Ok(answers)
     })
     .await?;

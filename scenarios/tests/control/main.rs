@@ -511,7 +511,7 @@ async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed
                         let n: i64 = sqlx::query_scalar(
                             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
                              AND pid <> pg_backend_pid() AND query NOT ILIKE '%pg_stat_activity%'
-                             AND query NOT ILIKE 'LISTEN%'",
+                             AND application_name <> 'workup-relay'",
                         )
                         .fetch_one(&mut *conn)
                         .await?;
