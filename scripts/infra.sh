@@ -36,7 +36,8 @@ PG_MAX_CONNECTIONS=300
 TANSU_VERSION=0.6.0
 NX27017_VERSION=0.8.1
 ALL_SERVICES=(postgres redis kafka mongo cql)
-# chromium: headless, for the scenario test that renders the services' /docs page.
+# chromium: headless, for the scenario tests that render the services' /docs page and
+# query-api's /ops page.
 APT_PACKAGES=(postgresql redis-server cmake libcurl4-openssl-dev pkg-config libssl-dev build-essential
     ca-certificates chromium)
 

@@ -15,6 +15,7 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 use crate::{
+    ops::{OpsState, data::Sources},
     routes,
     state::{AppState, LiveState},
 };
@@ -73,8 +74,13 @@ impl Application {
             payments,
             media: infra::media::MediaStore::new(&config.media.dir),
         };
+        let ops = OpsState {
+            keys: state.keys.clone(),
+            sources: Sources::open(&config)
+                .context("could not prepare the operations page (WORKUP_PG_URL)")?,
+        };
         let live = LiveState::follow(state, &serving, config.clone(), session, settings);
-        let router = routes::router(live, &control, &config.http);
+        let router = routes::router(live, ops, &control, &config.http);
         let address = format!("{}:{}", config.http.host, config.http.query_api_port);
         let listener = TcpListener::bind(&address)
             .await

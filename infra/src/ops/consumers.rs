@@ -3,12 +3,12 @@
 //! `workup_projector_lag_*` with ([`crate::kafka::lag`]).
 //!
 //! The probes (two broker clients per group) are made on the first measurement, so a query-api
-//! whose page nobody opens holds none, and kept; a measurement less than a second old is
-//! answered again, so several open pages cost the broker one measurement a second at most.
+//! whose page nobody opens holds none, and kept; the groups are measured in parallel; a
+//! measurement less than a second old is answered again, so several open pages cost the broker
+//! about one measurement a second.
 
 use domain::BoundedContext;
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -24,6 +24,8 @@ use crate::{
 
 /// How long a measurement is answered again.
 const FRESH_FOR: Duration = Duration::from_secs(1);
+/// Longest the groups' measurements may take (a probe waits up to 5 s for the oldest message).
+const MEASURE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Every consumer the platform runs: its service, its name (group suffix and dead-letter topic
 /// suffix) and the contexts whose topics it reads. Kept in step with `projectors/src/catalog.rs`
@@ -85,25 +87,29 @@ pub struct GroupLag {
     pub lag: Result<Lag, String>,
 }
 
+/// A measurement of every group and when it was taken.
+type Measured = (Instant, Vec<GroupLag>);
+
 /// Measures the lag of every consumer group of the platform (a cheap handle).
 #[derive(Debug, Clone)]
 pub struct LagBoard {
     kafka: KafkaConfig,
-    state: Arc<Mutex<Probes>>,
+    /// One per group, in the order of [`platform_consumers`].
+    slots: Arc<Vec<Slot>>,
+    /// The last measurement and when it was taken.
+    last: Arc<Mutex<Option<Measured>>>,
 }
 
-/// The probes made so far and the last measurement.
-#[derive(Default)]
-struct Probes {
-    /// Group id → its probe.
-    probes: HashMap<String, LagProbe>,
-    last: Option<(Instant, Vec<GroupLag>)>,
+/// A group and its probe, made on its first measurement (again after a failed attempt).
+struct Slot {
+    consumer: ConsumerGroup,
+    probe: Mutex<Option<LagProbe>>,
 }
 
-impl std::fmt::Debug for Probes {
+impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Probes")
-            .field("groups", &self.probes.len())
+        f.debug_struct("Slot")
+            .field("consumer", &self.consumer)
             .finish_non_exhaustive()
     }
 }
@@ -111,60 +117,86 @@ impl std::fmt::Debug for Probes {
 impl LagBoard {
     /// A board of the consumer groups under `kafka`'s prefix (no broker client yet).
     pub fn new(kafka: &KafkaConfig) -> Self {
+        let slots = platform_consumers(kafka)
+            .into_iter()
+            .map(|consumer| Slot {
+                consumer,
+                probe: Mutex::new(None),
+            })
+            .collect();
         Self {
             kafka: kafka.clone(),
-            state: Arc::default(),
+            slots: Arc::new(slots),
+            last: Arc::default(),
         }
     }
 
     /// Every group's lag now (or as measured less than a second ago), in the order of
     /// [`platform_consumers`]. A group that cannot be measured carries its error.
     pub async fn measure(&self) -> Result<Vec<GroupLag>, OpsError> {
-        let (kafka, state) = (self.kafka.clone(), Arc::clone(&self.state));
-        // The probes' broker calls block: off the async threads.
-        Ok(tokio::task::spawn_blocking(move || measure_all(&kafka, &state)).await?)
+        let fresh = lock(&self.last)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FRESH_FOR)
+            .map(|(_, last)| last.clone());
+        if let Some(last) = fresh {
+            return Ok(last);
+        }
+        // The probes' broker calls block: off the async threads, all groups at once.
+        let tasks: Vec<_> = (0..self.slots.len())
+            .map(|i| {
+                let (kafka, slots) = (self.kafka.clone(), Arc::clone(&self.slots));
+                tokio::task::spawn_blocking(move || measure_one(&kafka, &slots[i]))
+            })
+            .collect();
+        // A group that is late is answered as such; the others are not held back by it.
+        let deadline = tokio::time::Instant::now() + MEASURE_TIMEOUT;
+        let mut measured = Vec::with_capacity(tasks.len());
+        for (slot, task) in self.slots.iter().zip(tasks) {
+            measured.push(match tokio::time::timeout_at(deadline, task).await {
+                Ok(joined) => joined?,
+                Err(_) => GroupLag {
+                    consumer: slot.consumer.clone(),
+                    lag: Err(format!("no answer within {MEASURE_TIMEOUT:?}")),
+                },
+            });
+        }
+        *lock(&self.last) = Some((Instant::now(), measured.clone()));
+        Ok(measured)
     }
 }
 
-fn measure_all(kafka: &KafkaConfig, state: &Mutex<Probes>) -> Vec<GroupLag> {
-    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((at, last)) = &state.last
-        && at.elapsed() < FRESH_FOR
-    {
-        return last.clone();
-    }
-    let measured: Vec<GroupLag> = platform_consumers(kafka)
-        .into_iter()
-        .map(|consumer| {
-            let lag = probe(kafka, &mut state.probes, &consumer)
-                .and_then(|p| p.measure().map_err(|e| super::describe(&e)));
-            GroupLag { consumer, lag }
-        })
-        .collect();
-    state.last = Some((Instant::now(), measured.clone()));
-    measured
-}
-
-/// The probe of `consumer`, made now if it is the first time (or the last attempt failed).
-fn probe<'a>(
-    kafka: &KafkaConfig,
-    probes: &'a mut HashMap<String, LagProbe>,
-    consumer: &ConsumerGroup,
-) -> Result<&'a LagProbe, String> {
-    use std::collections::hash_map::Entry;
-    match probes.entry(consumer.group.clone()) {
-        Entry::Occupied(entry) => Ok(entry.into_mut()),
-        Entry::Vacant(entry) => {
-            let probe = LagProbe::new(
-                kafka,
-                &consumer.group,
-                consumer.topics.clone(),
-                consumer.dlq_topic.clone(),
-            )
-            .map_err(|e| super::describe(&e))?;
-            Ok(entry.insert(probe))
+/// Measure one group with its probe, made now if it has none yet.
+fn measure_one(kafka: &KafkaConfig, slot: &Slot) -> GroupLag {
+    let mut probe = lock(&slot.probe);
+    if probe.is_none() {
+        let consumer = &slot.consumer;
+        match LagProbe::new(
+            kafka,
+            &consumer.group,
+            consumer.topics.clone(),
+            consumer.dlq_topic.clone(),
+        ) {
+            Ok(made) => *probe = Some(made),
+            Err(error) => {
+                return GroupLag {
+                    consumer: consumer.clone(),
+                    lag: Err(super::describe(&error)),
+                };
+            }
         }
     }
+    let lag = match probe.as_ref() {
+        Some(probe) => probe.measure().map_err(|e| super::describe(&e)),
+        None => Err("no probe".to_owned()),
+    };
+    GroupLag {
+        consumer: slot.consumer.clone(),
+        lag,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ async fn subscribe(kafka: &KafkaConfig) -> Result<StreamConsumer, OpsError> {
         .set("fetch.wait.max.ms", "200")
         .clone();
     // Metadata requests block: off the async threads.
-    tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || -> Result<StreamConsumer, OpsError> {
         let consumer: StreamConsumer = config.create()?;
         let metadata = consumer.fetch_metadata(Some(&topic), REQUEST_TIMEOUT)?;
         let mut assignment = TopicPartitionList::new();

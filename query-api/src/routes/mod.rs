@@ -20,20 +20,20 @@ use infra::{
 };
 use utoipa::OpenApi;
 
-use crate::state::LiveState;
+use crate::{ops::OpsState, state::LiveState};
 
 /// The OpenAPI document of query-api.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "WorkUp query-api", description = "Reads over the projected read models."),
-    paths(users::get_own_profile, users::get_user, jobs::get_job, jobs::my_jobs, jobs::search_jobs, jobs::job_proposals, jobs::get_proposal, jobs::my_proposals, contracts::get_contract, contracts::my_contracts, contracts::contract_milestones, contracts::contract_terminations, payments::my_wallet, payments::my_transactions, payments::my_withdrawal, payments::my_payment_requests, media::describe, media::list_group, media::get_file),
+    paths(users::get_own_profile, users::get_user, jobs::get_job, jobs::my_jobs, jobs::search_jobs, jobs::job_proposals, jobs::get_proposal, jobs::my_proposals, contracts::get_contract, contracts::my_contracts, contracts::contract_milestones, contracts::contract_terminations, payments::my_wallet, payments::my_transactions, payments::my_withdrawal, payments::my_payment_requests, media::describe, media::list_group, media::get_file, crate::ops::ops_data),
     components(schemas(Problem, openapi::FieldErrorSchema, openapi::MoneySchema)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
-/// The whole application router.
-pub fn router(live: LiveState, control: &ControlPlane, http: &HttpConfig) -> Router {
+/// The whole application router; the operations page (`ops`) is outside `/api/v1` and its gate.
+pub fn router(live: LiveState, ops: OpsState, control: &ControlPlane, http: &HttpConfig) -> Router {
     // Pings of the connections, whichever generation is read.
     let state = live.current();
     let checks = vec![
@@ -61,7 +61,8 @@ pub fn router(live: LiveState, control: &ControlPlane, http: &HttpConfig) -> Rou
         Router::new()
             .nest("/api/v1", api)
             .merge(health::router("query-api", checks))
-            .merge(openapi::router(ApiDoc::openapi())),
+            .merge(openapi::router(ApiDoc::openapi()))
+            .merge(crate::ops::router(ops)),
         http,
     )
 }

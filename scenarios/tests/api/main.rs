@@ -10,6 +10,7 @@ mod job_reads;
 mod marketplace_flow;
 mod media;
 mod operations;
+mod ops_page;
 mod payment_reads;
 mod privacy;
 mod projector_lag;
