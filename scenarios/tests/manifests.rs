@@ -89,8 +89,9 @@ const SERVICES: &[Service] = &[
         binary: "query-api",
         port_variable: "WORKUP_QUERY_API_PORT",
         default_port: 8081,
-        engines: &[Engine::Kafka, Engine::Scylla, Engine::Mongo, Engine::Redis],
-        secrets: &[CONTROL_KEY, JWT_SECRET],
+        // Postgres: the operations page's withdrawal tasks and commands per second.
+        engines: &[Engine::Postgres, Engine::Kafka, Engine::Scylla, Engine::Mongo, Engine::Redis],
+        secrets: &[CONTROL_KEY, JWT_SECRET, PG_PASSWORD],
         scaling: Scaling::Api,
     },
     Service {
