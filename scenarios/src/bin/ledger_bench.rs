@@ -63,6 +63,10 @@ struct Args {
     /// Idempotent producer for the relay steps (the local broker breaks on it: README).
     #[arg(long)]
     idempotence: bool,
+    /// The latency step's consumer `fetch.wait.max.ms` (the local broker waits about half of it
+    /// even when data is there).
+    #[arg(long, default_value_t = 10)]
+    fetch_wait_ms: u32,
     /// Events per relay batch.
     #[arg(long, default_value_t = 500)]
     relay_batch: i64,
@@ -123,11 +127,12 @@ async fn main() -> anyhow::Result<()> {
     let mut env = TestEnv::new().await?;
     env.config.postgres.max_connections = args.pool;
     env.config.kafka.idempotence = args.idempotence;
+    env.config.kafka.fetch_wait_ms = args.fetch_wait_ms;
     let ledger = env.ledger().await?;
     let uncached = env.ledger().await?.with_aggregate_cache(0);
     println!(
-        "ledger_bench on database {} (pool {}), topics {}.*",
-        env.namespace, args.pool, env.config.kafka.topic_prefix
+        "ledger_bench on database {} (pool {}), topics {}.* (consumer fetch wait {} ms)",
+        env.namespace, args.pool, env.config.kafka.topic_prefix, args.fetch_wait_ms
     );
     if let Some(path) = &args.setup_sql {
         let sql = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
