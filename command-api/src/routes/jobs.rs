@@ -140,7 +140,7 @@ pub async fn post_job(
     let decision = JobCommand::Post { job_id, draft };
     let appended = app
         .ledger
-        .execute::<Job>(job_id.as_uuid(), command.metadata, |job| {
+        .create::<Job>(job_id.as_uuid(), command.metadata, |job| {
             jobs::decide(job, &decision, &command.ctx)
         })
         .await?;
@@ -274,7 +274,7 @@ pub async fn submit_proposal(
         .ledger
         .execute_with(command.metadata.clone(), async |unit| {
             let job = unit.load::<Job>(id).await?;
-            let proposal = unit.load::<Proposal>(stream).await?;
+            let proposal = unit.create::<Proposal>(stream);
             let events = submit_proposal::decide((&job, &proposal), &decision, &command.ctx)?;
             unit.write::<Job>(id, &events.job)?;
             unit.write::<Proposal>(stream, &events.proposal)?;

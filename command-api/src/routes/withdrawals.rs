@@ -96,7 +96,7 @@ pub async fn request_withdrawal(
     let appended = retry_lost_races(|| {
         app.ledger.execute_with(command.metadata.clone(), async |unit| {
             let wallet = unit.load::<Wallet>(wallet_id.as_uuid()).await?;
-            let state = unit.load::<Withdrawal>(withdrawal_id.as_uuid()).await?;
+            let state = unit.create::<Withdrawal>(withdrawal_id.as_uuid());
             let events = withdrawal::decide((&wallet, &state), &decision, &command.ctx)?;
             let scheduled = events.withdrawal.iter().find_map(|e| match e {
                 WithdrawalEvent::WithdrawalRequested { scheduled_for, .. } => *scheduled_for,

@@ -55,6 +55,24 @@ impl UnitOfWork<'_> {
             Some(loaded) => loaded,
             None => self.ledger.load::<A>(stream_id).await?,
         };
+        Ok(self.track(stream_id, loaded))
+    }
+
+    /// Start stream `stream_id` of aggregate `A`, a new id: its state is the empty aggregate,
+    /// without a read, and the append expects no stream there (one that exists after all, e.g.
+    /// an id made again from a reused idempotency key, refuses it with a version conflict).
+    pub fn create<A: Aggregate>(&mut self, stream_id: Uuid) -> A {
+        self.track(
+            stream_id,
+            Loaded {
+                state: A::default(),
+                version: 0,
+            },
+        )
+    }
+
+    /// Remember the stream as read at `loaded.version`; its state.
+    fn track<A: Aggregate>(&mut self, stream_id: Uuid, loaded: Loaded<A>) -> A {
         self.streams.insert(
             stream_id,
             StreamWrite {
@@ -67,7 +85,7 @@ impl UnitOfWork<'_> {
         );
         let state = loaded.state.clone();
         self.states.insert(stream_id, Box::new(loaded));
-        Ok(state)
+        state
     }
 
     /// Add `events` to stream `stream_id` of aggregate `A`, which must have been loaded first:
@@ -189,6 +207,22 @@ impl Ledger {
     ) -> Result<Appended, CommandError> {
         self.execute_reserving::<A>(stream_id, metadata, Vec::new(), decide)
             .await
+    }
+
+    /// Run a command that starts stream `stream_id` of aggregate `A` (a new id): `decide` on the
+    /// empty aggregate, append expecting no stream ([`UnitOfWork::create`]: no read).
+    pub async fn create<A: Aggregate>(
+        &self,
+        stream_id: Uuid,
+        metadata: EventMetadata,
+        decide: impl FnOnce(&A) -> Result<Vec<A::Event>, DomainError>,
+    ) -> Result<Appended, CommandError> {
+        self.execute_with(metadata, async |unit| {
+            let events = decide(&unit.create::<A>(stream_id))?;
+            unit.write::<A>(stream_id, &events)?;
+            Ok(())
+        })
+        .await
     }
 
     /// [`Ledger::execute`], also reserving unique values in the same transaction.
