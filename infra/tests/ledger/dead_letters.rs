@@ -12,7 +12,7 @@ use infra::{
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
-    message::{Header, Headers, OwnedHeaders},
+    message::{Header, Headers, OwnedHeaders, OwnedMessage},
 };
 use std::{
     collections::HashMap,
@@ -20,6 +20,8 @@ use std::{
     time::Duration,
 };
 use uuid::Uuid;
+
+use infra::testing::TestEnv;
 
 use crate::support::{RunningConsumer, append, eventually, test_env};
 
@@ -97,28 +99,10 @@ async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
     );
 
     // The parked message: the original value, with the reason and the attempts in headers.
-    let dlq: StreamConsumer = client_config(&env.config.kafka)
-        .set("group.id", format!("{}.dlq-reader", env.namespace))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("dlq consumer");
-    dlq.subscribe(&[env.config.kafka.dlq_topic("picky").as_str()])
-        .expect("subscribe");
-    let message = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
-        .await
-        .expect("a parked message within 30 s")
-        .expect("dlq message");
+    let message = first_parked(&env, "picky").await;
     let parked: RecordedEvent = serde_json::from_slice(message.payload().expect("payload")).expect("event");
     assert_eq!((parked.stream_id, parked.version), (stream, 3));
-    let headers = message.headers().expect("headers");
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|h| h.key == name)
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
+    let header = |name: &str| header_of(&message, name);
     assert_eq!(header("attempts").as_deref(), Some("3"));
     assert_eq!(header("error").as_deref(), Some("cannot project this one"));
 
@@ -202,26 +186,39 @@ async fn a_version_gap_is_retried_and_parked_not_applied_and_the_missing_event_s
         "the handler never saw version 3"
     );
 
-    let dlq: StreamConsumer = client_config(&env.config.kafka)
-        .set("group.id", format!("{}.gap-dlq-reader", env.namespace))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("dlq consumer");
-    dlq.subscribe(&[env.config.kafka.dlq_topic("gaps").as_str()])
-        .expect("subscribe");
-    let message = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
-        .await
-        .expect("a parked message within 30 s")
-        .expect("dlq message");
+    let message = first_parked(&env, "gaps").await;
     let parked: RecordedEvent = serde_json::from_slice(message.payload().expect("payload")).expect("event");
     assert_eq!((parked.stream_id, parked.version), (stream, 3));
-    let error = message
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == "error").and_then(|h| h.value))
-        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let error = header_of(&message, "error");
     assert!(
         error.as_deref().is_some_and(|e| e.starts_with("version gap")),
         "parked for its gap: {error:?}"
     );
+}
+
+/// The first message parked in consumer `name`'s dead-letter topic.
+async fn first_parked(env: &TestEnv, name: &str) -> OwnedMessage {
+    let dlq: StreamConsumer = client_config(&env.config.kafka)
+        .set("group.id", format!("{}.{name}-dlq-reader", env.namespace))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("dlq consumer");
+    dlq.subscribe(&[env.config.kafka.dlq_topic(name).as_str()])
+        .expect("subscribe");
+    tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+        .await
+        .expect("a parked message within 30 s")
+        .expect("dlq message")
+        .detach()
+}
+
+/// Header `name` of `message`, as text.
+fn header_of(message: &OwnedMessage, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }

@@ -36,6 +36,7 @@ use infra::{
     testing::TestEnv,
 };
 use rdkafka::message::{Header, OwnedHeaders};
+use scenarios::measure::{ms, percentile};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
@@ -385,19 +386,6 @@ impl Run {
             ms(percentile(&self.latencies, 99.0)),
         );
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
-}
-
-/// The `p`th percentile of sorted `values` (nearest rank).
-fn percentile(values: &[Duration], p: f64) -> Duration {
-    if values.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {

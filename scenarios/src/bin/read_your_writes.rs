@@ -29,6 +29,7 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Client, Method, StatusCode};
 use scenarios::harness::Platform;
+use scenarios::measure::{ms, percentile};
 use serde_json::{Value, json};
 use std::{
     fmt,
@@ -507,19 +508,6 @@ async fn run(api: &Api, scenario: Scenario, args: &Args) -> anyhow::Result<Repor
         latencies.sort_unstable();
     }
     Ok(report)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
-}
-
-/// The `p`th percentile of sorted `values` (nearest rank).
-fn percentile(values: &[Duration], p: f64) -> Duration {
-    if values.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
 }
 
 fn print_table(reports: &[Report], wait_ms: u64) {
