@@ -8,6 +8,7 @@ use infra::{
     },
     ledger::{ExpectedVersion, RecordedEvent},
     relay::Relay,
+    testing::TestEnv,
 };
 use rdkafka::{
     Message,
@@ -20,8 +21,6 @@ use std::{
     time::Duration,
 };
 use uuid::Uuid;
-
-use infra::testing::TestEnv;
 
 use crate::support::{RunningConsumer, append, eventually, test_env};
 
