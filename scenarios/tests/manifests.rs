@@ -90,7 +90,13 @@ const SERVICES: &[Service] = &[
         port_variable: "WORKUP_QUERY_API_PORT",
         default_port: 8081,
         // Postgres: the operations page's withdrawal tasks and commands per second.
-        engines: &[Engine::Postgres, Engine::Kafka, Engine::Scylla, Engine::Mongo, Engine::Redis],
+        engines: &[
+            Engine::Postgres,
+            Engine::Kafka,
+            Engine::Scylla,
+            Engine::Mongo,
+            Engine::Redis,
+        ],
         secrets: &[CONTROL_KEY, JWT_SECRET, PG_PASSWORD],
         scaling: Scaling::Api,
     },
