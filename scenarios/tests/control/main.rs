@@ -497,7 +497,7 @@ async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed
     }
     let ledger = env.ledger().await?;
     // 24 concurrent deposits, again and again, while counting the instance's connections to the
-    // test database (not the sampler's own, not the relay's LISTEN connection): (max, commands/s).
+    // test database (not the sampler's own, not the relay's lease connection): (max, commands/s).
     let load = |rounds: usize| {
         let (http, url, tokens, ledger) = (http.clone(), a.url.clone(), tokens.clone(), ledger.clone());
         async move {
