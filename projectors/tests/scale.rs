@@ -605,6 +605,20 @@ async fn two_projector_instances_split_the_partitions_apply_each_event_once_and_
             "after {wave} waves some consumers never applied an event (no partitions?): {idle:?}; \
              counts a: {ca:?}, b: {cb:?}"
         );
+        // The local broker sometimes forms a group with every partition on one member and never
+        // rebalances it (the defect at the kill below): a probe member joining and leaving makes
+        // it form the group anew.
+        if wave >= 2 {
+            for consumer in CONSUMERS
+                .iter()
+                .filter(|c| idle.iter().any(|i| i.starts_with(**c)))
+            {
+                eprintln!(
+                    "{consumer}: one instance holds no partition after {wave} waves; reforming the group"
+                );
+                reform_group(&config.kafka, consumer)?;
+            }
+        }
     }
     eprintln!(
         "both instances hold partitions of every consumer after {wave} warm-up wave(s), {:.1} s",
