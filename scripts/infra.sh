@@ -4,6 +4,8 @@
 #   scripts/infra.sh up     [service...]   install what is missing, start what is not running
 #   scripts/infra.sh status [service...]   one line per service; exits 1 if any is not up
 #   scripts/infra.sh down   [service...]   stop what `up` started (by pid file)
+#   scripts/infra.sh restart service...    stop and start again (PostgreSQL: a fast restart of
+#                                          its cluster, every connection dropped); for faults
 #
 # Services: postgres redis kafka mongo cql (default: all). Idempotent: every step skips what is
 # already installed or listening. Runs as root or through passwordless sudo, without a terminal.
@@ -407,6 +409,18 @@ down_postgres() {
     fi
 }
 
+restart_postgres() {
+    local cluster version name status logfile
+    cluster=$(pg_cluster_on_port)
+    [[ -n "$cluster" ]] || die "postgres: no Debian cluster on port $PG_PORT to restart"
+    read -r version name status logfile <<<"$cluster"
+    as_root pg_ctlcluster "$version" "$name" restart -m fast >>"$LOG_DIR/postgres-setup.log" 2>&1 </dev/null 9>&- || {
+        show_log_tail "$logfile"
+        die "postgres: pg_ctlcluster $version $name restart failed"
+    }
+    wait_for_port postgres "$HOST" "$PG_PORT" "$logfile" ""
+}
+
 down_redis() { down_service redis "$REDIS_PID" redis-server "$REDIS_PORT"; }
 down_kafka() { down_service kafka "$KAFKA_PID" tansu "$KAFKA_PORT"; }
 down_mongo() { down_service mongo "$MONGO_PID" nx-27017 "$MONGO_PORT"; }
@@ -476,7 +490,7 @@ main() {
     mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"
     # One up/down at a time per state directory (a second one waits for the first). Every
     # command that leaves a server behind closes fd 9, or the server would hold the lock.
-    if [[ "$command" == up || "$command" == down ]]; then
+    if [[ "$command" == up || "$command" == down || "$command" == restart ]]; then
         exec 9>"$STATE_DIR/infra.lock"
         if ! flock -n 9; then
             log "waiting for another infra.sh up/down using $STATE_DIR"
@@ -495,6 +509,19 @@ main() {
         local reversed=()
         for service in "${services[@]}"; do reversed=("$service" "${reversed[@]}"); done
         for service in "${reversed[@]}"; do "down_$service"; done
+        ;;
+    restart)
+        [[ $# -ge 1 ]] || die "restart: name the services to restart (known: ${ALL_SERVICES[*]})"
+        for service in "${services[@]}"; do
+            started=$(now_ms)
+            if [[ "$service" == postgres ]]; then
+                restart_postgres
+            else
+                "down_$service"
+                "up_$service"
+            fi
+            log "$service: restarted in $(since "$started")"
+        done
         ;;
     status)
         for service in "${services[@]}"; do "status_$service"; done

@@ -72,6 +72,11 @@ impl WithdrawalTasks {
         Self { ledger }
     }
 
+    /// Whether its database answers.
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        self.ledger.ping().await
+    }
+
     /// Add the task of a requested withdrawal (adding it again changes nothing).
     pub async fn enqueue(&self, task: &NewTask) -> Result<(), LedgerError> {
         sqlx::query(

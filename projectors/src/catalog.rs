@@ -40,6 +40,19 @@ impl EventHandler for Projector {
     }
 }
 
+impl Projector {
+    /// Whether the stores it writes answer.
+    pub async fn ping(&self) -> Result<(), HandlerError> {
+        match self {
+            Self::Users(p) => p.profiles.ping().await?,
+            Self::Jobs(p) => p.ping().await?,
+            Self::Contracts(p) => p.contracts.ping().await?,
+            Self::Payments(p) => p.store.ping().await?,
+        }
+        Ok(())
+    }
+}
+
 /// The contexts whose events a read model is built from: its own, and for the jobs model the
 /// users' too (an erased person's proposals are redacted on their `UserDeleted`).
 pub fn sources(context: BoundedContext) -> &'static [BoundedContext] {

@@ -108,4 +108,20 @@ impl EventHandler for Generations {
         self.unpaused().await?;
         self.projector().await?.handle(event).await
     }
+
+    /// The stores answer; then the active generation is opened again, which creates its schema
+    /// if the store lost it (a Cassandra node that came back empty: the content itself comes
+    /// back with `control replay rebuild`).
+    async fn ready(&self) -> Result<(), HandlerError> {
+        self.projector().await?.ping().await?;
+        let mut open = self.open.lock().await;
+        let target = Target::generation(self.context, open.generation);
+        open.projector = Arc::new(
+            self.catalog
+                .open(target)
+                .await
+                .map_err(|error| HandlerError::from(format!("{error:#}")))?,
+        );
+        Ok(())
+    }
 }

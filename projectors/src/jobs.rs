@@ -53,6 +53,14 @@ pub struct JobsProjector {
 }
 
 impl JobsProjector {
+    /// Whether Cassandra, the cache and the ledger (personal data keys) answer.
+    pub async fn ping(&self) -> Result<(), HandlerError> {
+        self.store.ping().await?;
+        self.cache.ping().await?;
+        self.ledger.ping().await?;
+        Ok(())
+    }
+
     /// A projector writing `store` and invalidating `cache`; starts the task that retries failed
     /// invalidations (it ends with the projector).
     /// `ledger` opens the proposals' personal fields.

@@ -52,6 +52,16 @@ impl EventHandler for ProcessManager {
             Self::Completion(s) => s.handle(event).await,
         }
     }
+
+    /// The ledger (commands and the sagas' own state) answers.
+    async fn ready(&self) -> Result<(), HandlerError> {
+        let saga = match self {
+            Self::ContractInitiation(s) => &s.saga,
+            Self::PaymentRequests(s) => &s.saga,
+            Self::Completion(s) => &s.saga,
+        };
+        Ok(saga.ledger.ping().await?)
+    }
 }
 
 /// The running sagas service.

@@ -49,4 +49,9 @@ impl EventHandler for Intake {
         self.wake.notify_one();
         Ok(())
     }
+
+    /// The queue's database answers.
+    async fn ready(&self) -> Result<(), HandlerError> {
+        Ok(self.tasks.ping().await?)
+    }
 }

@@ -195,7 +195,9 @@ fn fingerprint(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap, body
     hash.finalize().to_vec()
 }
 
-fn command_id(caller: Uuid, key: &str, first_used: DateTime<Utc>) -> Uuid {
+/// The command id of the request `caller` first sent with `key` at `first_used` (the key's
+/// `created_at`): what its events and command record carry.
+pub fn command_id(caller: Uuid, key: &str, first_used: DateTime<Utc>) -> Uuid {
     let mut name = Vec::with_capacity(16 + key.len() + 8);
     name.extend_from_slice(caller.as_bytes());
     name.extend_from_slice(key.as_bytes());

@@ -38,6 +38,14 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 pub trait EventHandler: Send + Sync + 'static {
     /// Apply one event; return only once its effect is durable.
     fn handle(&self, event: &RecordedEvent) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Whether the stores the handler writes answer, repairing what it can (e.g. a schema
+    /// that is gone); asked when an event has failed every attempt. An event is parked only
+    /// when it fails once more after this answered `Ok`: while a store is down the event waits
+    /// (the lag grows) instead of being parked for a failure that is not its own.
+    fn ready(&self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// How a consumer runs.
@@ -267,6 +275,8 @@ async fn process<H: EventHandler>(
     }
     let mut backoff = options.initial_backoff;
     let mut attempt = 1;
+    // Whether the handler's stores answered since the attempts ran out ([`EventHandler::ready`]).
+    let mut stores_checked = false;
     loop {
         // A version past the next one means an event of the stream is missing here (not yet
         // arrived, or lost): an error to retry, never progress. Parked in the end, it is not
@@ -286,6 +296,17 @@ async fn process<H: EventHandler>(
         };
         match outcome {
             Ok(()) => break,
+            Err(error) if attempt >= options.max_attempts && !stores_checked => match handler.ready().await {
+                Ok(()) => stores_checked = true,
+                Err(down) => {
+                    tracing::warn!(consumer = %options.name, stream_id = %event.stream_id, version = event.version,
+                            %error, store = %down, "a store is not ready; the event waits for it (not parked)");
+                    if *shutdown.borrow() {
+                        return Err(Stopped);
+                    }
+                    tokio::time::sleep(options.max_backoff).await;
+                }
+            },
             Err(error) if attempt >= options.max_attempts => {
                 tracing::error!(consumer = %options.name, stream_id = %event.stream_id, version = event.version,
                     event_type = %event.event_type, %error, attempts = attempt, "parking event in the dead-letter topic");

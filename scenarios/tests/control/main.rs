@@ -535,7 +535,27 @@ async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed
     };
     let (before, free_rate) = load(4).await?;
     send(&env, "command-api", Setting::MaxDbConnections(Some(2))).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The instance works on a new pool of 2 once the message arrives; the old pool's connections
+    // close when the work on them is done, and PostgreSQL lists a backend until it has exited.
+    // Wait for that (seen taking over a second in CI), then measure.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+             AND pid <> pg_backend_pid() AND query NOT ILIKE '%pg_stat_activity%'
+             AND application_name <> 'workup-relay'",
+        )
+        .fetch_one(&ledger.pool())
+        .await?;
+        if n <= 2 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "still {n} connections 15 s after max-db-connections 2"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (limited, limited_rate) = load(4).await?;
     println!(
         "connections under load: {before} with the configured pool ({free_rate:.0} deposits/s), \
