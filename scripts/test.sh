@@ -15,5 +15,8 @@ if [ "$leftovers" != "0" ]; then
   psql "$pg_url" -Atc "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE);', datname)
                        FROM pg_database WHERE datname LIKE 't\_%'" | psql -q "$pg_url"
 fi
+# The chaos soak's test (scenarios/tests/chaos.rs) runs the services' own binaries.
+echo "==> tests: cargo build --workspace --bins"
+cargo build --workspace --bins
 echo "==> tests: cargo test --workspace"
 cargo test --workspace "$@"

@@ -12,6 +12,7 @@ use infra::{
     read_models::generation::{ReadModelStore, Target},
 };
 use std::sync::Arc;
+use uuid::Uuid;
 
 use crate::{
     contracts::ContractsProjector, jobs::JobsProjector, payments::PaymentsProjector, users::UsersProjector,
@@ -41,13 +42,25 @@ impl EventHandler for Projector {
 }
 
 impl Projector {
-    /// Whether the stores it writes answer.
+    /// Whether the stores it writes answer and its tables are there (a read of the versions
+    /// applied): a Cassandra node that came back empty fails this until the read model is
+    /// rebuilt into a new generation (`control replay rebuild`).
     pub async fn ping(&self) -> Result<(), HandlerError> {
+        let none = Uuid::nil();
         match self {
-            Self::Users(p) => p.profiles.ping().await?,
+            Self::Users(p) => {
+                p.profiles.ping().await?;
+                p.profiles.applied(none).await?;
+            }
             Self::Jobs(p) => p.ping().await?,
-            Self::Contracts(p) => p.contracts.ping().await?,
-            Self::Payments(p) => p.store.ping().await?,
+            Self::Contracts(p) => {
+                p.contracts.ping().await?;
+                p.contracts.applied(none).await?;
+            }
+            Self::Payments(p) => {
+                p.store.ping().await?;
+                p.store.applied_payment_request(none).await?;
+            }
         }
         Ok(())
     }

@@ -109,19 +109,16 @@ impl EventHandler for Generations {
         self.projector().await?.handle(event).await
     }
 
-    /// The stores answer; then the active generation is opened again, which creates its schema
-    /// if the store lost it (a Cassandra node that came back empty: the content itself comes
-    /// back with `control replay rebuild`).
+    /// The stores of the active generation answer and hold its tables. A store that lost them
+    /// (a Cassandra node back empty) holds the events until the read model is rebuilt into a
+    /// new generation, rather than writing a partial model into recreated tables.
     async fn ready(&self) -> Result<(), HandlerError> {
-        self.projector().await?.ping().await?;
-        let mut open = self.open.lock().await;
-        let target = Target::generation(self.context, open.generation);
-        open.projector = Arc::new(
-            self.catalog
-                .open(target)
-                .await
-                .map_err(|error| HandlerError::from(format!("{error:#}")))?,
-        );
-        Ok(())
+        self.projector().await?.ping().await.map_err(|error| {
+            format!(
+                "{error}: if the store lost the read model, rebuild it: control replay rebuild {}",
+                self.context.name()
+            )
+            .into()
+        })
     }
 }

@@ -53,9 +53,11 @@ pub struct JobsProjector {
 }
 
 impl JobsProjector {
-    /// Whether Cassandra, the cache and the ledger (personal data keys) answer.
+    /// Whether Cassandra (its tables too), the cache and the ledger (personal data keys)
+    /// answer.
     pub async fn ping(&self) -> Result<(), HandlerError> {
         self.store.ping().await?;
+        self.store.applied(Uuid::nil()).await?;
         self.cache.ping().await?;
         self.ledger.ping().await?;
         Ok(())

@@ -129,22 +129,10 @@ pub async fn run<H: EventHandler>(
     ensure_topics(kafka, std::slice::from_ref(&dlq_topic), false).await?;
     let group = group_id(kafka, &options.name);
     let rebalanced = Rebalanced::default();
-    let consumer: StreamConsumer<Rebalanced> = client_config(kafka)
-        .set("group.id", &group)
-        .set("enable.auto.commit", "true")
-        // Offsets are stored by hand once the effect is durable; auto-commit sends only those.
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("auto.commit.interval.ms", "1000")
-        .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())
-        .set("session.timeout.ms", "10000")
-        // Also the rebalance timeout: how long a group waits for a member that left silently.
-        .set("max.poll.interval.ms", "60000")
-        .create_with_context(rebalanced.clone())?;
-    let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
+    let mut consumer = join_group(kafka, &group, &options.topics, &rebalanced)?;
     let dlq = producer(kafka)?;
     let mut seen = Dedup::default();
+    let (lag_sender, mut lag) = watch::channel(None);
     // Stopped with the consumer, however it stops.
     let _monitor = options.projector_lag.and_then(|every| {
         match lag::LagProbe::new(kafka, &group, options.topics.clone(), dlq_topic.clone()) {
@@ -153,6 +141,7 @@ pub async fn run<H: EventHandler>(
                 options.name.clone(),
                 group.clone(),
                 every,
+                lag_sender,
                 shutdown.clone(),
             )))),
             Err(error) => {
@@ -163,6 +152,7 @@ pub async fn run<H: EventHandler>(
     });
     tracing::info!(consumer = %options.name, topics = ?options.topics, "consumer started");
     let mut settings = options.control.take();
+    let mut stall = StallWatch::new();
     loop {
         if let Some(settings) = settings.as_mut()
             && settings.borrow().frozen
@@ -171,12 +161,31 @@ pub async fn run<H: EventHandler>(
             if !control::wait_while_frozen(settings, &mut shutdown, &options.name).await {
                 break;
             }
+            stall = StallWatch::new();
         }
         let message = tokio::select! {
             message = consumer.recv() => message,
             _ = shutdown.changed() => break,
             () = control::changed(&mut settings) => continue,
+            Ok(()) = lag.changed() => {
+                let measured = *lag.borrow_and_update();
+                if let Some(measured) = measured
+                    && stall.stalled(measured)
+                {
+                    tracing::error!(consumer = %options.name, lag = measured.events,
+                        stalled_secs = STALLED_AFTER.as_secs(), assignment = ?assigned(&consumer),
+                        "the group lags and nobody in it has made progress, nor has this member \
+                         received a record: leaving the group and joining it again");
+                    let _ = commit(&consumer);
+                    drop(consumer);
+                    consumer = join_group(kafka, &group, &options.topics, &rebalanced)?;
+                    seen.forget();
+                    stall = StallWatch::new();
+                }
+                continue;
+            }
         };
+        stall.received();
         let message = match message {
             Ok(m) => m,
             Err(error) => {
@@ -213,6 +222,85 @@ pub async fn run<H: EventHandler>(
     commit(&consumer)?;
     tracing::info!(consumer = %options.name, "consumer stopped");
     Ok(())
+}
+
+/// A member of group `group` on `topics` (not yet assigned anything).
+fn join_group(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    rebalanced: &Rebalanced,
+) -> Result<StreamConsumer<Rebalanced>, KafkaError> {
+    let consumer: StreamConsumer<Rebalanced> = client_config(kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        // Offsets are stored by hand once the effect is durable; auto-commit sends only those.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("auto.commit.interval.ms", "1000")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_ms.to_string())
+        .set("session.timeout.ms", "10000")
+        // Also the rebalance timeout: how long a group waits for a member that left silently.
+        .set("max.poll.interval.ms", "60000")
+        .create_with_context(rebalanced.clone())?;
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
+
+/// The partitions assigned to this member now (for the log).
+fn assigned(consumer: &StreamConsumer<Rebalanced>) -> Vec<(String, i32)> {
+    consumer
+        .assignment()
+        .map(|list| {
+            list.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How long a lagging group may go without progress, and this member without a record, before
+/// the member leaves and joins again.
+const STALLED_AFTER: Duration = Duration::from_secs(30);
+
+/// Watches for a stalled group: records published, nobody committing, nothing received here.
+/// Seen after the local broker restarted (a group whose members were never given their
+/// partitions again); a member joining anew makes the broker form the group again.
+struct StallWatch {
+    /// When this member last received a record (or started).
+    last_record: std::time::Instant,
+    /// The group's committed total and since when it has been that.
+    committed: Option<(i64, std::time::Instant)>,
+}
+
+impl StallWatch {
+    fn new() -> Self {
+        Self {
+            last_record: std::time::Instant::now(),
+            committed: None,
+        }
+    }
+
+    fn received(&mut self) {
+        self.last_record = std::time::Instant::now();
+    }
+
+    /// Whether the group is stalled, given a new measurement of its lag.
+    fn stalled(&mut self, lag: lag::Lag) -> bool {
+        let now = std::time::Instant::now();
+        let since = match self.committed {
+            Some((total, since)) if total == lag.committed => since,
+            _ => {
+                self.committed = Some((lag.committed, now));
+                now
+            }
+        };
+        lag.events > 0
+            && now.duration_since(since) >= STALLED_AFTER
+            && now.duration_since(self.last_record) >= STALLED_AFTER
+    }
 }
 
 /// Commit the offsets stored so far (none stored yet is fine).

@@ -45,6 +45,9 @@ pub struct Lag {
     pub seconds: f64,
     /// Records in the group's dead-letter topic.
     pub dlq_events: i64,
+    /// The group's committed offsets, summed over its partitions: unchanged while nobody in
+    /// the group makes progress.
+    pub committed: i64,
 }
 
 /// Reads the lag of one consumer group from the broker (blocking calls: run it off the async
@@ -108,6 +111,7 @@ impl LagProbe {
         }
         let committed = self.group.committed_offsets(partitions, REQUEST_TIMEOUT)?;
         let mut events = 0;
+        let mut committed_total = 0;
         let mut behind: HashMap<Partition, i64> = HashMap::new();
         for element in committed.elements() {
             let (topic, partition) = (element.topic(), element.partition());
@@ -117,6 +121,7 @@ impl LagProbe {
                 // Nothing committed yet: the group starts at the earliest record.
                 _ => low,
             };
+            committed_total += next;
             if high > next {
                 events += high - next;
                 behind.insert((topic.to_owned(), partition), next);
@@ -134,6 +139,7 @@ impl LagProbe {
             events,
             seconds,
             dlq_events,
+            committed: committed_total,
         })
     }
 
@@ -193,12 +199,14 @@ impl LagProbe {
 }
 
 /// Publish the lag of consumer `name` (group `group_id`) every `every` until `shutdown` turns
-/// true. A failed measurement is logged and the gauges keep their last value.
+/// true, and hand each measurement to `latest`. A failed measurement is logged and the gauges
+/// keep their last value.
 pub async fn monitor(
     probe: LagProbe,
     name: String,
     group_id: String,
     every: Duration,
+    latest: watch::Sender<Option<Lag>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let probe = Arc::new(probe);
@@ -210,6 +218,7 @@ pub async fn monitor(
                 metrics::gauge!("workup_projector_lag_events", &labels).set(lag.events as f64);
                 metrics::gauge!("workup_projector_lag_seconds", &labels).set(lag.seconds);
                 metrics::gauge!("workup_projector_dlq_events", &labels).set(lag.dlq_events as f64);
+                latest.send_replace(Some(lag));
             }
             Ok(Err(error)) => tracing::warn!(consumer = %name, %error, "could not measure the consumer lag"),
             Err(error) => tracing::warn!(consumer = %name, %error, "the lag probe failed"),

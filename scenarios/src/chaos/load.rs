@@ -26,6 +26,8 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 /// How long a flow waits for a saga's effect to show on the read side.
 const SAGA_WAIT: Duration = Duration::from_secs(120);
 const PASSWORD: &str = "correct horse battery";
+const INSUFFICIENT_FUNDS: &str = "/problems/insufficient-funds";
+const VERSION_CONFLICT: &str = "/problems/version-conflict";
 
 /// One command as the client saw it in the end.
 #[derive(Debug, Clone)]
@@ -73,6 +75,10 @@ impl Answer {
     fn ok(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
+    /// The problem type of a refusal.
+    fn problem(&self) -> Option<String> {
+        self.body["type"].as_str().map(str::to_owned)
+    }
     fn id(&self) -> Option<Uuid> {
         self.body["id"].as_str()?.parse().ok()
     }
@@ -106,13 +112,33 @@ impl Gateway {
         lock(&self.flows).clone()
     }
 
-    /// Send a command (with a fresh idempotency key), retrying as described in the module doc.
+    /// Send a command (with a fresh idempotency key), retrying as described in the module doc;
+    /// refused for a version conflict (another command changed the aggregate meanwhile), it is
+    /// sent again as a new command, at most three times.
     async fn command(
         &self,
         route: &'static str,
         path: String,
         user: Option<&User>,
         body: Option<Value>,
+    ) -> Answer {
+        let mut conflicts = 0;
+        loop {
+            let answer = self.command_once(route, &path, user, body.as_ref()).await;
+            if answer.problem().as_deref() != Some(VERSION_CONFLICT) || conflicts == 3 {
+                return answer;
+            }
+            conflicts += 1;
+        }
+    }
+
+    /// One command under one idempotency key.
+    async fn command_once(
+        &self,
+        route: &'static str,
+        path: &str,
+        user: Option<&User>,
+        body: Option<&Value>,
     ) -> Answer {
         let key = Uuid::new_v4().to_string();
         let started = Instant::now();
@@ -129,7 +155,7 @@ impl Gateway {
             if let Some(user) = user {
                 request = request.bearer_auth(&user.token);
             }
-            if let Some(body) = &body {
+            if let Some(body) = body {
                 request = request.json(body);
             }
             let answer = match request.send().await {
@@ -432,24 +458,36 @@ async fn flow(g: &Gateway, rng: &mut StdRng, stop: &AtomicBool, tag: &str) -> &'
             Some(json!({"amount": money(withdrawal)})),
         );
         let (p1, p2, _) = tokio::join!(pay(), pay(), withdraw);
-        if !(p1.ok() || p2.ok()) {
-            if topped_up {
-                return "payment refused";
+        let mut paid = p1.ok() || p2.ok();
+        let mut refusal = [p1.problem(), p2.problem()].into_iter().flatten().last();
+        // Like a careful client: after too little money, deposit the rest; after a version
+        // conflict (the withdrawal raced it), pay again.
+        for _ in 0..3 {
+            if paid {
+                break;
             }
-            let more = g
-                .command(
-                    "POST /payments/wallet/deposits",
-                    "/payments/wallet/deposits".into(),
-                    Some(&client),
-                    Some(json!({"amount": money(total - deposit)})),
-                )
-                .await;
-            step!(more.ok().then_some(()), "gave up: second deposit");
-            topped_up = true;
-            step!(
-                pay().await.ok().then_some(()),
-                "payment refused after a second deposit"
-            );
+            match refusal.as_deref() {
+                Some(INSUFFICIENT_FUNDS) if !topped_up => {
+                    let more = g
+                        .command(
+                            "POST /payments/wallet/deposits",
+                            "/payments/wallet/deposits".into(),
+                            Some(&client),
+                            Some(json!({"amount": money(total - deposit)})),
+                        )
+                        .await;
+                    step!(more.ok().then_some(()), "gave up: second deposit");
+                    topped_up = true;
+                }
+                Some(VERSION_CONFLICT) => {}
+                _ => break,
+            }
+            let again = pay().await;
+            paid = again.ok();
+            refusal = again.problem();
+        }
+        if !paid {
+            return "payment refused";
         }
     }
     "completed"

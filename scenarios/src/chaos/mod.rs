@@ -237,7 +237,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<report::Report> {
     println!(
         "chaos: draining (relay caught up, every consumer group's lag zero, every withdrawal ended, ledger still)"
     );
-    let drained = drain(&pool, &probes, settings.drain_timeout).await;
+    let drained = drain(&pool, &probes, &groups, settings.drain_timeout).await;
     for crash in fleet.exited() {
         crashes.push(crash);
     }
@@ -301,7 +301,12 @@ async fn restart_exited(fleet: &mut Fleet, http: &reqwest::Client) {
 
 /// Wait until the relay has published every event, every consumer group has applied every
 /// record, every withdrawal ended and the ledger stayed still for three looks 2 s apart.
-async fn drain(pool: &PgPool, probes: &Arc<Vec<LagProbe>>, timeout: Duration) -> anyhow::Result<Duration> {
+async fn drain(
+    pool: &PgPool,
+    probes: &Arc<Vec<LagProbe>>,
+    groups: &[(&'static str, Vec<BoundedContext>)],
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let (mut last, mut still) = (None, 0);
     loop {
@@ -318,14 +323,20 @@ async fn drain(pool: &PgPool, probes: &Arc<Vec<LagProbe>>, timeout: Duration) ->
         .fetch_one(pool)
         .await?;
         let probes_now = probes.clone();
-        let lag: i64 = tokio::task::spawn_blocking(move || {
+        let lags: Vec<i64> = tokio::task::spawn_blocking(move || {
             probes_now
                 .iter()
-                .map(|p| p.measure().map(|l| l.events))
-                .sum::<Result<i64, _>>()
+                .map(|p| p.measure().map_or(i64::MAX, |l| l.events))
+                .collect()
         })
-        .await?
-        .unwrap_or(i64::MAX);
+        .await?;
+        let lag: i64 = lags.iter().fold(0, |a, b| a.saturating_add(*b));
+        let lagging: Vec<String> = groups
+            .iter()
+            .zip(&lags)
+            .filter(|(_, n)| **n > 0)
+            .map(|((name, _), n)| format!("{name} {n}"))
+            .collect();
         if relayed && lag == 0 && open == 0 && last == Some(position) {
             still += 1;
             if still >= 3 {
@@ -337,8 +348,9 @@ async fn drain(pool: &PgPool, probes: &Arc<Vec<LagProbe>>, timeout: Duration) ->
         }
         if started.elapsed() > timeout {
             anyhow::bail!(
-                "not drained after {} s: relay caught up {relayed}, lag {lag} events, {open} withdrawals open",
-                timeout.as_secs()
+                "not drained after {} s: relay caught up {relayed}, lag by group [{}], {open} withdrawals open",
+                timeout.as_secs(),
+                lagging.join(", ")
             );
         }
         last = Some(position);
