@@ -385,7 +385,10 @@ async fn process<H: EventHandler>(
         match outcome {
             Ok(()) => break,
             Err(error) if attempt >= options.max_attempts && !stores_checked => match handler.ready().await {
-                Ok(()) => stores_checked = true,
+                Ok(()) => {
+                    stores_checked = true;
+                    attempt += 1;
+                }
                 Err(down) => {
                     tracing::warn!(consumer = %options.name, stream_id = %event.stream_id, version = event.version,
                             %error, store = %down, "a store is not ready; the event waits for it (not parked)");

@@ -3,8 +3,12 @@
 use infra::{
     kafka::{
         client_config,
-        consumer::{ConsumerOptions, EventHandler, HandlerError, PARKED_FROM_HEADER, REPLAY_FOR_HEADER},
-        context_topics, encode_event, producer, record,
+        consumer::{
+            ConsumerOptions, EventHandler, HandlerError, PARKED_FROM_HEADER, REPLAY_FOR_HEADER, group_id,
+        },
+        context_topics, encode_event,
+        lag::LagProbe,
+        producer, record,
     },
     ledger::{ExpectedVersion, RecordedEvent},
     relay::Relay,
@@ -17,7 +21,10 @@ use rdkafka::{
 };
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
     time::Duration,
 };
 use uuid::Uuid;
@@ -41,6 +48,91 @@ impl EventHandler for Picky {
         self.handled.lock().expect("lock").push(key);
         Ok(())
     }
+}
+
+/// Its store is down until `up` turns true: every event fails meanwhile, and `ready` says so.
+struct StoreDown {
+    up: AtomicBool,
+    attempts: AtomicU32,
+    handled: Mutex<Vec<(Uuid, i64)>>,
+}
+
+impl EventHandler for StoreDown {
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        if !self.up.load(Ordering::Relaxed) {
+            return Err("connection refused".into());
+        }
+        self.handled
+            .lock()
+            .expect("lock")
+            .push((event.stream_id, event.version));
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<(), HandlerError> {
+        if self.up.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("the store does not answer".into())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_waits_while_its_store_is_down_and_is_never_parked_for_it() {
+    let env = test_env().await;
+    let ledger = env.ledger().await.expect("ledger");
+    let stream = Uuid::now_v7();
+    for version in 0..3 {
+        append(&ledger, stream, ExpectedVersion::from_loaded(version), 1)
+            .await
+            .expect("append");
+    }
+    Relay::new(ledger.clone(), &env.config.kafka, 100)
+        .expect("relay")
+        .run_until_idle()
+        .await
+        .expect("relay");
+    let handler = Arc::new(StoreDown {
+        up: AtomicBool::new(false),
+        attempts: AtomicU32::new(0),
+        handled: Mutex::default(),
+    });
+    let mut options = ConsumerOptions::new("patient", context_topics(&env.config.kafka));
+    options.max_attempts = 3;
+    options.initial_backoff = Duration::from_millis(10);
+    options.max_backoff = Duration::from_millis(40);
+    let consumer = RunningConsumer::start_with(&env, options, handler.clone());
+    eventually(
+        Duration::from_secs(30),
+        "the first event tried well past max_attempts",
+        || async { handler.attempts.load(Ordering::Relaxed) > 10 },
+    )
+    .await;
+    assert!(handler.handled.lock().expect("lock").is_empty());
+    handler.up.store(true, Ordering::Relaxed);
+    eventually(Duration::from_secs(30), "all three handled", || async {
+        handler.handled.lock().expect("lock").len() == 3
+    })
+    .await;
+    assert_eq!(
+        *handler.handled.lock().expect("lock"),
+        vec![(stream, 1), (stream, 2), (stream, 3)],
+        "in order: the first one waited for its store instead of being parked"
+    );
+    let probe = LagProbe::new(
+        &env.config.kafka,
+        &group_id(&env.config.kafka, "patient"),
+        context_topics(&env.config.kafka),
+        env.config.kafka.dlq_topic("patient"),
+    )
+    .expect("probe");
+    let parked = tokio::task::spawn_blocking(move || probe.measure().expect("lag").dlq_events)
+        .await
+        .expect("probe");
+    assert_eq!(parked, 0, "nothing parked");
+    consumer.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,8 +185,8 @@ async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
     assert_eq!(handled.iter().filter(|(s, _)| *s == other).count(), 2);
     assert_eq!(
         handler.attempts.lock().expect("lock").get(&(stream, 3)),
-        Some(&3),
-        "tried max_attempts times"
+        Some(&4),
+        "tried max_attempts times, and once more after the handler's stores answered"
     );
 
     // The parked message: the original value, with the reason and the attempts in headers.
@@ -102,7 +194,7 @@ async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
     let parked: RecordedEvent = serde_json::from_slice(message.payload().expect("payload")).expect("event");
     assert_eq!((parked.stream_id, parked.version), (stream, 3));
     let header = |name: &str| header_of(&message, name);
-    assert_eq!(header("attempts").as_deref(), Some("3"));
+    assert_eq!(header("attempts").as_deref(), Some("4"));
     assert_eq!(header("error").as_deref(), Some("cannot project this one"));
 
     // The handler is fixed and the parked event replayed as `control dlq replay` does: back on

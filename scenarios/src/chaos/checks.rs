@@ -25,13 +25,28 @@ impl Check {
         self.violations.is_empty()
     }
 
-    fn new(name: &'static str, scope: String, violations: Vec<String>) -> Self {
+    pub fn new(name: &'static str, scope: String, violations: Vec<String>) -> Self {
         Self {
             name,
             scope,
             violations,
         }
     }
+}
+
+/// One wallet as its ledger events tell it.
+#[derive(sqlx::FromRow)]
+struct WalletRow {
+    id: Uuid,
+    /// Deposits and credits less debits and withdrawals.
+    movements: i64,
+    /// The balance its last event recorded.
+    recorded: Option<i64>,
+    version: i64,
+    /// The lowest balance any of its events recorded.
+    lowest: Option<i64>,
+    /// Reserved less released less withdrawn.
+    held: i64,
 }
 
 /// Rows of a query returning one text column: each is a counterexample.
@@ -52,16 +67,17 @@ pub async fn money(
     query_url: &str,
     users: &[User],
 ) -> anyhow::Result<Vec<Check>> {
-    let wallets: Vec<(Uuid, i64, Option<i64>, i64, Option<i64>, i64)> = sqlx::query_as(
-        "SELECT stream_id,
+    let wallets: Vec<WalletRow> = sqlx::query_as(
+        "SELECT stream_id AS id,
                 COALESCE(sum(CASE WHEN event_type IN ('FundsDeposited', 'WalletCredited') THEN amount
-                                  WHEN event_type IN ('WalletDebited', 'FundsWithdrawn') THEN -amount END), 0)::bigint,
-                (array_agg(balance ORDER BY version DESC) FILTER (WHERE balance IS NOT NULL))[1],
-                max(version),
-                min(balance),
+                                  WHEN event_type IN ('WalletDebited', 'FundsWithdrawn') THEN -amount END), 0)::bigint
+                    AS movements,
+                (array_agg(balance ORDER BY version DESC) FILTER (WHERE balance IS NOT NULL))[1] AS recorded,
+                max(version) AS version,
+                min(balance) AS lowest,
                 COALESCE(sum(CASE event_type WHEN 'FundsReserved' THEN amount
                                   WHEN 'ReservationReleased' THEN -amount
-                                  WHEN 'FundsWithdrawn' THEN -amount END), 0)::bigint
+                                  WHEN 'FundsWithdrawn' THEN -amount END), 0)::bigint AS held
          FROM (SELECT stream_id, event_type, version,
                       (payload->'amount'->>'minor')::bigint AS amount,
                       (payload->'balance'->>'minor')::bigint AS balance
@@ -73,11 +89,17 @@ pub async fn money(
     let mut sums = Vec::new();
     let mut negative = Vec::new();
     let mut reserved = Vec::new();
-    let by_wallet: HashMap<Uuid, (i64, i64)> = wallets
-        .iter()
-        .map(|(id, movements, _, version, _, _)| (*id, (*movements, *version)))
-        .collect();
-    for (id, movements, recorded, _, lowest, held) in &wallets {
+    let by_wallet: HashMap<Uuid, (i64, i64)> =
+        wallets.iter().map(|w| (w.id, (w.movements, w.version))).collect();
+    for WalletRow {
+        id,
+        movements,
+        recorded,
+        lowest,
+        held,
+        ..
+    } in &wallets
+    {
         if recorded.is_some_and(|r| r != *movements) {
             sums.push(format!(
                 "wallet {id}: movements sum to {movements}, its last event says {}",

@@ -33,6 +33,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use checks::Check;
 use faults::{Injected, Injector, Schedule};
 use fleet::{Fleet, Service};
 use load::Gateway;
@@ -104,22 +105,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<report::Report> {
     let provider_url = format!("http://{}", listener.local_addr()?);
     let provider_server = tokio::spawn(provider.clone().serve(listener));
 
-    let mut env_vars: Vec<(String, String)> = infra::testing::process_env(&config)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    env_vars.extend(
-        [
-            ("WORKUP_ENV", "dev".to_owned()),
-            ("WORKUP_PG_MAX_CONNECTIONS", "8".to_owned()),
-            ("WORKUP_AUTH_RATE_PER_ADDRESS", "1000000".to_owned()),
-            ("WORKUP_AUTH_RATE_PER_EMAIL", "1000000".to_owned()),
-            ("WORKUP_WITHDRAWAL_COOLDOWN_SECS", "1".to_owned()),
-            ("WORKUP_PAYOUT_PROVIDER_URL", provider_url),
-            ("RUST_LOG", settings.log_filter.clone()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    let env_vars = service_env(&config, provider_url, &settings.log_filter);
     let mut fleet = Fleet::new(
         &settings.bin_dir,
         &settings.out_dir.join("logs"),
@@ -160,56 +146,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<report::Report> {
         stop.clone(),
     ));
 
-    let mut schedule = Schedule::new(StdRng::seed_from_u64(settings.seed));
-    let mut injected: Vec<Injected> = Vec::new();
-    let mut crashes = Vec::new();
     let load_started = Instant::now();
-    let mut next_fault = schedule.gap(settings.fault_every);
-    let mut last_progress = Instant::now();
-    while load_started.elapsed() < settings.duration {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        for crash in fleet.exited() {
-            println!("chaos: {crash} (not a fault of ours): restarting it");
-            crashes.push(crash);
-        }
-        restart_exited(&mut fleet, &http).await;
-        if last_progress.elapsed() >= Duration::from_secs(10) {
-            last_progress = Instant::now();
-            println!(
-                "{}",
-                report::progress(
-                    load_started.elapsed(),
-                    settings.duration,
-                    &gateway,
-                    injected.len()
-                )
-            );
-        }
-        if settings.no_faults || load_started.elapsed() < next_fault {
-            continue;
-        }
-        let (fault, down) = schedule.next(&fleet);
-        let at = load_started.elapsed();
-        println!(
-            "chaos: t={:>5.1}s fault: {fault} ({:.1} s down)",
-            at.as_secs_f64(),
-            down.as_secs_f64()
-        );
-        let done = injector.inject(&mut fleet, fault, down, at).await;
-        match &done.outcome {
-            Ok(()) => println!(
-                "chaos: t={:>5.1}s recovered in {:.1} s",
-                load_started.elapsed().as_secs_f64(),
-                done.recovery.as_secs_f64()
-            ),
-            Err(e) => println!(
-                "chaos: t={:>5.1}s FAULT DID NOT RECOVER: {e}",
-                load_started.elapsed().as_secs_f64()
-            ),
-        }
-        injected.push(done);
-        next_fault = load_started.elapsed() + schedule.gap(settings.fault_every);
-    }
+    let (injected, mut crashes) = inject_faults(&settings, &mut fleet, &injector, &gateway, &http).await;
     println!(
         "chaos: load stopping after {:.0} s; waiting for the flows in flight",
         load_started.elapsed().as_secs_f64()
@@ -242,20 +180,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<report::Report> {
         crashes.push(crash);
     }
     let mut checks = Vec::new();
-    checks.push(checks::Check {
-        name: "no service instance exited on its own",
-        scope: format!("{} instances", fleet.instances.len()),
-        violations: crashes,
-    });
-    checks.push(checks::Check {
-        name: "the pipeline drained",
-        scope: format!("within {} s", settings.drain_timeout.as_secs()),
-        violations: drained
+    checks.push(Check::new(
+        "no service instance exited on its own",
+        format!("{} instances", fleet.instances.len()),
+        crashes,
+    ));
+    checks.push(Check::new(
+        "the pipeline drained",
+        format!("within {} s", settings.drain_timeout.as_secs()),
+        drained
             .as_ref()
             .err()
             .map(|e| vec![format!("{e:#}")])
             .unwrap_or_default(),
-    });
+    ));
     checks.extend(checks::money(&pool, &http, &fleet.urls(Service::QueryApi)[0], &gateway.users()).await?);
     checks.extend(checks::sagas(&pool).await?);
     checks.extend(checks::withdrawals(&pool, &provider).await?);
@@ -265,11 +203,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<report::Report> {
     checks.push(dead_letters(&probes, &groups).await?);
     println!("chaos: control replay verify all (every read model against a fresh rebuild from the ledger)");
     let verified = injector.control_output(&["replay", "verify", "all"]).await?;
-    checks.push(checks::Check {
-        name: "every read model = a fresh rebuild from the ledger (replay verify; applied versions included)",
-        scope: "users, jobs, contracts, payments".into(),
-        violations: verified,
-    });
+    checks.push(Check::new(
+        "every read model = a fresh rebuild from the ledger (replay verify; applied versions included)",
+        "users, jobs, contracts, payments".into(),
+        verified,
+    ));
     fleet.stop_all().await;
     provider_server.abort();
     Ok(report::Report {
@@ -282,6 +220,90 @@ pub async fn run(settings: Settings) -> anyhow::Result<report::Report> {
         drained: drained.ok(),
         checks,
     })
+}
+
+/// The environment of every service process: the namespace's resources and keys, a development
+/// stack's defaults, sign-in limits out of the load's way, a 1 s withdrawal cooldown (so the
+/// actors' withdrawals race their payments), the payout provider.
+fn service_env(
+    config: &infra::config::Config,
+    provider_url: String,
+    log_filter: &str,
+) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = infra::testing::process_env(config)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    vars.extend(
+        [
+            ("WORKUP_ENV", "dev".to_owned()),
+            ("WORKUP_PG_MAX_CONNECTIONS", "8".to_owned()),
+            ("WORKUP_AUTH_RATE_PER_ADDRESS", "1000000".to_owned()),
+            ("WORKUP_AUTH_RATE_PER_EMAIL", "1000000".to_owned()),
+            ("WORKUP_WITHDRAWAL_COOLDOWN_SECS", "1".to_owned()),
+            ("WORKUP_PAYOUT_PROVIDER_URL", provider_url),
+            ("RUST_LOG", log_filter.to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    vars
+}
+
+/// While the load runs: faults on the seeded schedule, one at a time, a progress line every
+/// 10 s, and any instance that exited on its own started again. The faults, and those exits.
+async fn inject_faults(
+    settings: &Settings,
+    fleet: &mut Fleet,
+    injector: &Injector,
+    gateway: &Gateway,
+    http: &reqwest::Client,
+) -> (Vec<Injected>, Vec<String>) {
+    let load_started = Instant::now();
+    let mut schedule = Schedule::new(StdRng::seed_from_u64(settings.seed));
+    let mut injected: Vec<Injected> = Vec::new();
+    let mut crashes = Vec::new();
+    let mut next_fault = schedule.gap(settings.fault_every);
+    let mut last_progress = Instant::now();
+    while load_started.elapsed() < settings.duration {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for crash in fleet.exited() {
+            println!("chaos: {crash} (not a fault of ours): restarting it");
+            crashes.push(crash);
+        }
+        restart_exited(fleet, http).await;
+        if last_progress.elapsed() >= Duration::from_secs(10) {
+            last_progress = Instant::now();
+            println!(
+                "{}",
+                report::progress(load_started.elapsed(), settings.duration, gateway, injected.len())
+            );
+        }
+        if settings.no_faults || load_started.elapsed() < next_fault {
+            continue;
+        }
+        let (fault, down) = schedule.next(fleet);
+        let at = load_started.elapsed();
+        println!(
+            "chaos: t={:>5.1}s fault: {fault} ({:.1} s down)",
+            at.as_secs_f64(),
+            down.as_secs_f64()
+        );
+        let done = injector.inject(fleet, fault, down, at).await;
+        match &done.outcome {
+            Ok(()) => println!(
+                "chaos: t={:>5.1}s recovered in {:.1} s",
+                load_started.elapsed().as_secs_f64(),
+                done.recovery.as_secs_f64()
+            ),
+            Err(e) => println!(
+                "chaos: t={:>5.1}s FAULT DID NOT RECOVER: {e}",
+                load_started.elapsed().as_secs_f64()
+            ),
+        }
+        injected.push(done);
+        next_fault = load_started.elapsed() + schedule.gap(settings.fault_every);
+    }
+    (injected, crashes)
 }
 
 /// Start again any instance that is not running (it exited on its own).
@@ -362,7 +384,7 @@ async fn drain(
 async fn dead_letters(
     probes: &Arc<Vec<LagProbe>>,
     groups: &[(&'static str, Vec<BoundedContext>)],
-) -> anyhow::Result<checks::Check> {
+) -> anyhow::Result<Check> {
     let probes_now = probes.clone();
     let counts = tokio::task::spawn_blocking(move || {
         probes_now
@@ -377,9 +399,9 @@ async fn dead_letters(
         .filter(|(_, n)| *n > 0)
         .map(|((name, _), n)| format!("{name}: {n} parked (control dlq list {name})"))
         .collect();
-    Ok(checks::Check {
-        name: "the dead-letter topics are empty",
-        scope: format!("{} consumer groups", groups.len()),
+    Ok(Check::new(
+        "the dead-letter topics are empty",
+        format!("{} consumer groups", groups.len()),
         violations,
-    })
+    ))
 }
