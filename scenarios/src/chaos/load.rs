@@ -208,22 +208,21 @@ impl Gateway {
         response.json().await.ok()
     }
 
-    /// Poll `path` until `ready` holds for its answer; false after [`SAGA_WAIT`] or on `stop`.
-    async fn wait_for(
-        &self,
-        path: &str,
-        user: &User,
-        stop: &AtomicBool,
-        ready: impl Fn(&Value) -> bool,
-    ) -> bool {
+    /// Poll the page at `path` until one of its items has `field` = `id` (a saga's effect on
+    /// the read side); `None` after [`SAGA_WAIT`] or on `stop`.
+    async fn listed(&self, path: &str, user: &User, stop: &AtomicBool, field: &str, id: &str) -> Option<()> {
         let started = Instant::now();
         while started.elapsed() < SAGA_WAIT && !stop.load(Ordering::Relaxed) {
-            if self.query(path, user).await.is_some_and(|page| ready(&page)) {
-                return true;
+            if self
+                .query(path, user)
+                .await
+                .is_some_and(|page| has(&page, field, id))
+            {
+                return Some(());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        false
+        None
     }
 
     /// Register a user of `role` and log in (both retried like any command).
@@ -382,13 +381,8 @@ async fn flow(g: &Gateway, rng: &mut StdRng, stop: &AtomicBool, tag: &str) -> &'
     let amounts = &plans[winner];
     let contract_id = ContractId::for_proposal(proposal_id).to_string();
     step!(
-        g.wait_for("/contracts/me", &client, stop, |page| has(
-            page,
-            "contract_id",
-            &contract_id
-        ))
-        .await
-        .then_some(()),
+        g.listed("/contracts/me", &client, stop, "contract_id", &contract_id)
+            .await,
         "contract not seen in time"
     );
 
@@ -432,13 +426,14 @@ async fn flow(g: &Gateway, rng: &mut StdRng, stop: &AtomicBool, tag: &str) -> &'
             .await;
         step!(evaluated.ok().then_some(()), "gave up: milestone evaluation");
         step!(
-            g.wait_for("/payments/requests/me?role=client", &client, stop, |page| has(
-                page,
+            g.listed(
+                "/payments/requests/me?role=client",
+                &client,
+                stop,
                 "payment_request_id",
                 &request_id
-            ))
-            .await
-            .then_some(()),
+            )
+            .await,
             "payment request not seen in time"
         );
         // Conflict: the request paid twice at once, while the freelancer withdraws.
