@@ -1,9 +1,10 @@
 //! The consumer toolkit (DESIGN §5, §6): group membership, offsets stored only after the
 //! handler's effect is durable, de-duplication by (stream id, version) with a version gap
-//! treated as an error, retries with
-//! exponential backoff, then parking in `<prefix>.dlq.<consumer>` and going on, a graceful
-//! stop that finishes the event in flight and commits, and (for projectors) the group's lag
-//! published by a [`super::lag`] probe.
+//! treated as an error, retries with exponential backoff, then parking in
+//! `<prefix>.dlq.<consumer>` and going on — unless the handler's stores do not answer
+//! ([`EventHandler::ready`]): then the event waits for them —, a graceful stop that finishes
+//! the event in flight and commits, the group's lag published by a [`super::lag`] probe, and a
+//! member that leaves and joins its group again when the group lags without progress.
 
 use rdkafka::{
     ClientContext, Message,
@@ -39,10 +40,10 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Apply one event; return only once its effect is durable.
     fn handle(&self, event: &RecordedEvent) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
-    /// Whether the stores the handler writes answer, repairing what it can (e.g. a schema
-    /// that is gone); asked when an event has failed every attempt. An event is parked only
-    /// when it fails once more after this answered `Ok`: while a store is down the event waits
-    /// (the lag grows) instead of being parked for a failure that is not its own.
+    /// Whether the stores the handler writes answer and hold what it needs (e.g. its tables);
+    /// asked when an event has failed every attempt. An event is parked only when it fails
+    /// once more after this answered `Ok`: while a store is down the event waits (the lag
+    /// grows) instead of being parked for a failure that is not its own.
     fn ready(&self) -> impl Future<Output = Result<(), HandlerError>> + Send {
         async { Ok(()) }
     }
