@@ -3,6 +3,7 @@
 //! verify`), the broker (dead letters) and the payout provider.
 
 use domain::WalletId;
+use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
@@ -123,13 +124,7 @@ pub async fn money(
             continue;
         };
         seen += 1;
-        let answer = http
-            .get(format!("{query_url}/api/v1/payments/wallet"))
-            .bearer_auth(&user.token)
-            .send()
-            .await?;
-        let status = answer.status();
-        let view: Value = answer.json().await.unwrap_or(Value::Null);
+        let (status, view) = wallet_view(http, query_url, user).await?;
         let (balance, applied) = (view["balance"]["minor"].as_i64(), view["version"].as_i64());
         if balance != Some(movements) || applied != Some(version) {
             read_model.push(format!(
@@ -178,6 +173,30 @@ pub async fn money(
             read_model,
         ),
     ])
+}
+
+/// GET /payments/wallet as `user`: status and body. An unavailable answer (5xx: e.g. the first
+/// read on a Redis connection that a restart dropped) is asked again, as a client would, for
+/// up to 5 s; the invariant is about what the read model holds.
+async fn wallet_view(
+    http: &reqwest::Client,
+    query_url: &str,
+    user: &User,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let mut tries = 0;
+    loop {
+        let answer = http
+            .get(format!("{query_url}/api/v1/payments/wallet"))
+            .bearer_auth(&user.token)
+            .send()
+            .await?;
+        let status = answer.status();
+        tries += 1;
+        if !status.is_server_error() || tries == 10 {
+            return Ok((status, answer.json().await.unwrap_or(Value::Null)));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// The sagas' promises, from the ledger.
