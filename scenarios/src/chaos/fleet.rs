@@ -78,7 +78,6 @@ impl Instance {
 /// Every service instance of the soak.
 pub struct Fleet {
     bin_dir: PathBuf,
-    log_dir: PathBuf,
     env: Vec<(String, String)>,
     pub instances: Vec<Instance>,
 }
@@ -118,15 +117,9 @@ impl Fleet {
         }
         Ok(Self {
             bin_dir: bin_dir.to_owned(),
-            log_dir: log_dir.to_owned(),
             env,
             instances,
         })
-    }
-
-    /// Where the services' logs are.
-    pub fn log_dir(&self) -> &Path {
-        &self.log_dir
     }
 
     /// Start every instance and wait until all are ready.
