@@ -92,7 +92,9 @@ fn consumer_groups() -> Vec<(&'static str, Vec<BoundedContext>)> {
 
 /// Run a soak; its report (which says whether every invariant held).
 pub async fn run(settings: Settings) -> anyhow::Result<report::Report> {
-    let env = TestEnv::new().await.context("creating the soak's namespace")?;
+    let env = TestEnv::new().await.context(
+        "creating the soak's namespace: is the local infrastructure up? (`bash scripts/chaos.sh` starts it)",
+    )?;
     let config = env.config.clone();
     std::fs::create_dir_all(&settings.out_dir)?;
     let http = reqwest::Client::builder()
