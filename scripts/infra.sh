@@ -49,7 +49,7 @@ MONGO_PID="$RUN_DIR/mongo.pid"
 CQL_PID="$RUN_DIR/cql.pid"
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
