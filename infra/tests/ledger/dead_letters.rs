@@ -50,6 +50,15 @@ impl EventHandler for Picky {
     }
 }
 
+/// Consumer `name` on every context topic, with 3 attempts 10 to 40 ms apart.
+fn quick_retries(env: &TestEnv, name: &str) -> ConsumerOptions {
+    let mut options = ConsumerOptions::new(name, context_topics(&env.config.kafka));
+    options.max_attempts = 3;
+    options.initial_backoff = Duration::from_millis(10);
+    options.max_backoff = Duration::from_millis(40);
+    options
+}
+
 /// Its store is down until `up` turns true: every event fails meanwhile, and `ready` says so.
 struct StoreDown {
     up: AtomicBool,
@@ -99,10 +108,7 @@ async fn an_event_waits_while_its_store_is_down_and_is_never_parked_for_it() {
         attempts: AtomicU32::new(0),
         handled: Mutex::default(),
     });
-    let mut options = ConsumerOptions::new("patient", context_topics(&env.config.kafka));
-    options.max_attempts = 3;
-    options.initial_backoff = Duration::from_millis(10);
-    options.max_backoff = Duration::from_millis(40);
+    let options = quick_retries(&env, "patient");
     let consumer = RunningConsumer::start_with(&env, options, handler.clone());
     eventually(
         Duration::from_secs(30),
@@ -159,10 +165,7 @@ async fn a_failing_event_is_retried_then_parked_and_later_events_still_flow() {
         attempts: Mutex::default(),
         handled: Mutex::default(),
     });
-    let mut options = ConsumerOptions::new("picky", context_topics(&env.config.kafka));
-    options.max_attempts = 3;
-    options.initial_backoff = Duration::from_millis(10);
-    options.max_backoff = Duration::from_millis(40);
+    let options = quick_retries(&env, "picky");
     let consumer = RunningConsumer::start_with(&env, options, handler.clone());
     eventually(
         Duration::from_secs(30),
@@ -256,10 +259,7 @@ async fn a_version_gap_is_retried_and_parked_not_applied_and_the_missing_event_s
         attempts: Mutex::default(),
         handled: Mutex::default(),
     });
-    let mut options = ConsumerOptions::new("gaps", context_topics(&env.config.kafka));
-    options.max_attempts = 3;
-    options.initial_backoff = Duration::from_millis(10);
-    options.max_backoff = Duration::from_millis(40);
+    let options = quick_retries(&env, "gaps");
     let consumer = RunningConsumer::start_with(&env, options, handler.clone());
     eventually(Duration::from_secs(30), "versions 1 and 2 handled", || async {
         handler.handled.lock().expect("lock").len() >= 2

@@ -149,7 +149,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<report::Report> {
     ));
 
     let load_started = Instant::now();
-    let (injected, mut crashes) = inject_faults(&settings, &mut fleet, &injector, &gateway, &http).await;
+    let (injected, mut crashes) =
+        inject_faults(&settings, load_started, &mut fleet, &injector, &gateway, &http).await;
     println!(
         "chaos: load stopping after {:.0} s; waiting for the flows in flight",
         load_started.elapsed().as_secs_f64()
@@ -255,12 +256,12 @@ fn service_env(
 /// 10 s, and any instance that exited on its own started again. The faults, and those exits.
 async fn inject_faults(
     settings: &Settings,
+    load_started: Instant,
     fleet: &mut Fleet,
     injector: &Injector,
     gateway: &Gateway,
     http: &reqwest::Client,
 ) -> (Vec<Injected>, Vec<String>) {
-    let load_started = Instant::now();
     let mut schedule = Schedule::new(StdRng::seed_from_u64(settings.seed));
     let mut injected: Vec<Injected> = Vec::new();
     let mut crashes = Vec::new();
