@@ -173,8 +173,10 @@ impl Ledger {
     /// opened with `config`'s master keys.
     pub async fn connect(config: &PostgresConfig) -> Result<Self, LedgerError> {
         // Short statements only: PostgreSQL's JIT compiler, on by default, compiled some of them
-        // again and again (a tenth of the database's CPU under the HTTP benchmark, for nothing).
-        let options = PgConnectOptions::from_str(&config.url)?.options([("jit", "off")]);
+        // again and again (a tenth of the database's CPU under the HTTP benchmark, for nothing),
+        // and a misestimated count started two parallel workers every half second.
+        let options = PgConnectOptions::from_str(&config.url)?
+            .options([("jit", "off"), ("max_parallel_workers_per_gather", "0")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(Duration::from_secs(5))

@@ -252,13 +252,15 @@ impl Ledger {
     /// (committed or not yet) and events queued again.
     pub async fn outbox_lag(&self) -> Result<OutboxLag, LedgerError> {
         let (events, seconds): (i64, Option<f64>) = sqlx::query_as(
-            "WITH waiting AS (
-                 SELECT e.recorded_at FROM events e, relay_position r
-                 WHERE (e.transaction_id, e.global_position) > (r.transaction_id, r.global_position)
+            // The position as a sub-select, not a join: the planner then ranges over the
+            // transaction-order index (0.1 ms on 20,000 events) instead of planning for millions
+            // of rows and starting parallel workers every half second (40-140 ms).
+            "SELECT count(*), EXTRACT(EPOCH FROM clock_timestamp() - min(recorded_at))::float8 FROM (
+                 SELECT recorded_at FROM events
+                 WHERE (transaction_id, global_position) > (SELECT transaction_id, global_position FROM relay_position)
                  UNION ALL
                  SELECT recorded_at FROM outbox
-             )
-             SELECT count(*), EXTRACT(EPOCH FROM clock_timestamp() - min(recorded_at))::float8 FROM waiting",
+             ) waiting",
         )
         .fetch_one(&self.pool())
         .await?;

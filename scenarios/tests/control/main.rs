@@ -30,6 +30,10 @@ use uuid::Uuid;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A command-api instance in-process.
+/// The `application_name` of an instance's ledger connections (its relay's lease connection has
+/// its own).
+const INSTANCE_APPLICATION: &str = "command-api-under-test";
+
 struct Instance {
     url: String,
     id: String,
@@ -39,7 +43,18 @@ struct Instance {
 
 impl Instance {
     async fn start(env: &TestEnv) -> anyhow::Result<Self> {
-        let app = command_api::startup::Application::build(env.config.clone()).await?;
+        // Named, so that the instance's connections can be told from the test's own.
+        let mut config = env.config.clone();
+        let separator = if config.postgres.url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        config.postgres.url = format!(
+            "{}{separator}application_name={INSTANCE_APPLICATION}",
+            config.postgres.url
+        );
+        let app = command_api::startup::Application::build(config).await?;
         let url = format!("http://127.0.0.1:{}", app.port());
         let id = app.instance_id().to_owned();
         let (stop, mut stopped) = watch::channel(false);
@@ -507,17 +522,23 @@ async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed
                 tokio::spawn(async move {
                     let mut conn = pool.acquire().await?;
                     let mut max = 0_i64;
+                    let mut seen = Vec::new();
                     while !done.load(Ordering::Relaxed) {
-                        let n: i64 = sqlx::query_scalar(
-                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                             AND pid <> pg_backend_pid() AND query NOT ILIKE '%pg_stat_activity%'
-                             AND application_name <> 'workup-relay'",
+                        let rows: Vec<(i32, Option<String>, String)> = sqlx::query_as(
+                            "SELECT pid, state, left(query, 80) FROM pg_stat_activity WHERE datname = current_database()
+                             AND application_name = $1 AND backend_type = 'client backend'",
                         )
-                        .fetch_one(&mut *conn)
+                        .bind(INSTANCE_APPLICATION)
+                        .fetch_all(&mut *conn)
                         .await?;
-                        max = max.max(n);
+                        let n = rows.len() as i64;
+                        if n > max {
+                            max = n;
+                            seen = rows;
+                        }
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
+                    println!("at most {max} instance connections under load: {seen:?}");
                     anyhow::Ok(max)
                 })
             };
@@ -542,9 +563,9 @@ async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed
     loop {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-             AND pid <> pg_backend_pid() AND query NOT ILIKE '%pg_stat_activity%'
-             AND application_name <> 'workup-relay'",
+             AND application_name = $1 AND backend_type = 'client backend'",
         )
+        .bind(INSTANCE_APPLICATION)
         .fetch_one(&ledger.pool())
         .await?;
         if n <= 2 {
