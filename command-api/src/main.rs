@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// glibc's allocator took a fifth of the service's CPU under the HTTP benchmark (README,
+/// "Benchmarks").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     infra::telemetry::init("command-api");

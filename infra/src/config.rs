@@ -141,6 +141,16 @@ pub struct KafkaConfig {
         default_value_t = 50
     )]
     pub fetch_wait_ms: u32,
+    /// How long the outbox relay's producer gathers messages into one produce request
+    /// (`linger.ms`): more means fewer, larger requests (the local broker spends most of its CPU
+    /// per request: README, "Benchmarks") for at most this much more latency.
+    #[arg(
+        id = "relay-linger-ms",
+        long = "relay-linger-ms",
+        env = "WORKUP_RELAY_LINGER_MS",
+        default_value_t = 10
+    )]
+    pub relay_linger_ms: u32,
     /// Idempotent producers (`enable.idempotence`, up to 5 requests in flight). Off by default:
     /// the local broker (tansu 0.6.0) breaks on idempotent produce requests (README, "The outbox
     /// relay"); turn it on against real Kafka.

@@ -108,6 +108,7 @@ pub fn process_env(c: &Config) -> Vec<(&'static str, String)> {
             ("WORKUP_KAFKA_TOPIC_PREFIX", c.kafka.topic_prefix.clone()),
             ("WORKUP_KAFKA_PARTITIONS", c.kafka.partitions.to_string()),
             ("WORKUP_KAFKA_FETCH_WAIT_MS", c.kafka.fetch_wait_ms.to_string()),
+            ("WORKUP_RELAY_LINGER_MS", c.kafka.relay_linger_ms.to_string()),
             ("WORKUP_CASSANDRA_NODES", c.cassandra.nodes.join(",")),
             ("WORKUP_CASSANDRA_KEYSPACE", c.cassandra.keyspace.clone()),
             ("WORKUP_MONGO_URL", c.mongo.url.clone()),

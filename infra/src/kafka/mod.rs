@@ -64,12 +64,13 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
 
 /// The relay's producer: [`producer`]'s settings, but a queued message is retried until it is
 /// delivered (no timeout; only an error no retry can cure fails it), so a later message of a
-/// partition is never delivered after an earlier one failed; batches of up to 10,000 messages.
+/// partition is never delivered after an earlier one failed; batches of up to 10,000 messages,
+/// gathered for `relay_linger_ms`.
 pub fn relay_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     Ok(ordered_producer(config)
         .set("message.timeout.ms", "0")
         .set("batch.num.messages", "10000")
-        .set("linger.ms", "1")
+        .set("linger.ms", config.relay_linger_ms.to_string())
         .create()?)
 }
 

@@ -34,6 +34,9 @@ struct Args {
     /// The command-api binary (default: next to this one).
     #[arg(long)]
     command_api: Option<std::path::PathBuf>,
+    /// The relay's `linger.ms` in command-api (`WORKUP_RELAY_LINGER_MS`; default: the services').
+    #[arg(long)]
+    relay_linger_ms: Option<u32>,
 }
 
 /// The command-api child process, killed when dropped.
@@ -49,7 +52,10 @@ impl Drop for Service {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The services' default pool (16 connections) for command-api and the raw INSERTs alike.
-    let env = TestEnv::new().await?;
+    let mut env = TestEnv::new().await?;
+    if let Some(linger) = args.relay_linger_ms {
+        env.config.kafka.relay_linger_ms = linger;
+    }
     let binary = match &args.command_api {
         Some(path) => path.clone(),
         None => std::env::current_exe()?
@@ -80,9 +86,10 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     wait_ready(&http, &base).await?;
     println!(
-        "http_bench: {} (release, own process, database {}), {} connections",
+        "http_bench: {} (release, own process, database {}, relay linger {} ms), {} connections",
         binary.display(),
         env.namespace,
+        env.config.kafka.relay_linger_ms,
         args.connections
     );
 

@@ -89,6 +89,19 @@ struct Args {
     /// Stop after step 1.
     #[arg(long)]
     commands_only: bool,
+    /// Context topics the latency step's consumer subscribes to: the events go to `jobs`, as the
+    /// jobs projector reads `jobs,users` (on the local broker every further topic adds latency:
+    /// README, "Benchmarks").
+    #[arg(long, value_delimiter = ',', default_value = "jobs", value_parser = context)]
+    consumer_topics: Vec<BoundedContext>,
+}
+
+/// A bounded context by its name, e.g. `jobs`.
+fn context(name: &str) -> Result<BoundedContext, String> {
+    BoundedContext::ALL
+        .into_iter()
+        .find(|c| c.name() == name)
+        .ok_or_else(|| format!("no context {name}: users, jobs, contracts or payments"))
 }
 
 /// The aggregate the commands are decided on: a meter of readings.
@@ -196,8 +209,13 @@ async fn main() -> anyhow::Result<()> {
     relay_throughput(&env, &ledger, appended, &args).await?;
 
     println!(
-        "\n3. commit-to-consumer latency at steady rates, {} s each",
-        args.seconds
+        "\n3. commit-to-consumer latency at steady rates, {} s each (consumer on {})",
+        args.seconds,
+        args.consumer_topics
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let relay = Relay::new(ledger.clone(), &env.config.kafka, args.relay_batch)?.with_depth(args.relay_depth);
     steady_latency(&env, &ledger, relay, &args).await?;
@@ -582,7 +600,12 @@ async fn steady_latency(env: &TestEnv, ledger: &Ledger, relay: Relay, args: &Arg
     let (stop, stopped) = watch::channel(false);
     let relay = tokio::spawn(relay.run(stopped.clone()));
     let timings = Arc::new(Timings::default());
-    let options = ConsumerOptions::new("bench-latency", kafka::context_topics(&env.config.kafka));
+    let topics = args
+        .consumer_topics
+        .iter()
+        .map(|c| env.config.kafka.context_topic(*c))
+        .collect();
+    let options = ConsumerOptions::new("bench-latency", topics);
     let consumer = {
         let (kafka, timings) = (env.config.kafka.clone(), timings.clone());
         tokio::spawn(async move { consumer::run(&kafka, options, timings, stopped).await })
