@@ -1,6 +1,7 @@
 //! Appending: one transaction over one or more streams, each with its expected version, plus
-//! outbox rows, unique reservations and the command's idempotency record (DESIGN §1, §4), in
-//! one call of the ledger's `ledger_append` function (migration `20261201000001`).
+//! unique reservations and the command's idempotency record (DESIGN §1, §4), in one call of the
+//! ledger's `ledger_append` function (migrations `20261201000001`, `20261202000001`). A command
+//! of one event on one stream is recorded by that event alone (it keeps the command id).
 
 use domain::{Aggregate, BoundedContext, DomainEvent, privacy::PersonalData};
 use serde::{Deserialize, Serialize};
@@ -181,12 +182,10 @@ impl Ledger {
     /// The result of command `command_id` if it was already executed (checked before loading and
     /// deciding; a concurrent first execution is caught again inside the append).
     pub async fn command_result(&self, command_id: Uuid) -> Result<Option<Appended>, LedgerError> {
-        let result: Option<Value> = sqlx::query_scalar(
-            "SELECT result FROM processed_commands WHERE command_id = $1 AND result <> 'null'::jsonb",
-        )
-        .bind(command_id)
-        .fetch_optional(&self.pool())
-        .await?;
+        let result: Option<Value> = sqlx::query_scalar("SELECT ledger_command_result($1)")
+            .bind(command_id)
+            .fetch_one(&self.pool())
+            .await?;
         result
             .map(|r| {
                 serde_json::from_value(r).map(|first: Appended| Appended {
@@ -243,7 +242,8 @@ impl Ledger {
     async fn append_in_transaction(&self, request: &mut AppendRequest) -> Result<Value, LedgerError> {
         let mut tx = self.pool().begin().await?;
         let previous: Option<Value> = sqlx::query_scalar(
-            "SELECT jsonb_build_object('replayed', true, 'result', result) FROM processed_commands WHERE command_id = $1",
+            "SELECT jsonb_build_object('replayed', true, 'result', r) FROM ledger_command_result($1) r
+             WHERE r IS NOT NULL",
         )
         .bind(request.metadata.command_id)
         .fetch_optional(&mut *tx)
@@ -344,7 +344,7 @@ fn conflict(error: LedgerError, request: &AppendRequest) -> ConflictOr {
         Some("events_stream_version_key") => ConflictOr::Conflict(LedgerError::VersionConflict {
             stream_id: first_stream(),
         }),
-        Some("processed_commands_pkey") => ConflictOr::Conflict(error),
+        Some("processed_commands_pkey" | "events_command_id") => ConflictOr::Conflict(error),
         Some("reservations_pkey") => {
             let detail = db
                 .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()

@@ -57,8 +57,18 @@ async fn concurrent_retries_of_one_command_append_once() {
     let mut env = test_env().await;
     env.config.postgres.max_connections = 12;
     let ledger = env.ledger().await.expect("ledger");
+    // One event (recorded by the event itself) and two (recorded apart).
+    for events in [1, 2] {
+        concurrent_retries(&ledger, events).await;
+    }
+}
+
+async fn concurrent_retries(ledger: &infra::ledger::Ledger, events: usize) {
     let stream = Uuid::now_v7();
-    let request = AppendRequest::new(meta(), vec![increments(stream, ExpectedVersion::NoStream, 2)]);
+    let request = AppendRequest::new(
+        meta(),
+        vec![increments(stream, ExpectedVersion::NoStream, events)],
+    );
     let start = Arc::new(Barrier::new(10));
     let tasks: Vec<_> = (0..10)
         .map(|_| {
@@ -84,5 +94,41 @@ async fn concurrent_retries_of_one_command_append_once() {
             .iter()
             .all(|r| r.streams == results[0].streams && r.positions == results[0].positions)
     );
-    assert_eq!(ledger.read_stream(stream, 1).await.expect("read").len(), 2);
+    assert_eq!(ledger.read_stream(stream, 1).await.expect("read").len(), events);
+}
+
+#[tokio::test]
+async fn a_retry_that_decides_otherwise_still_gets_the_first_result() {
+    let env = test_env().await;
+    let ledger = env.ledger().await.expect("ledger");
+    // First run with two events, the retry with one, and the other way round: whichever way
+    // each run records its command, the retry finds the first.
+    for (first_events, retry_events) in [(2, 1), (1, 2)] {
+        let (stream, metadata) = (Uuid::now_v7(), meta());
+        let first = ledger
+            .append(AppendRequest::new(
+                metadata.clone(),
+                vec![increments(stream, ExpectedVersion::NoStream, first_events)],
+            ))
+            .await
+            .expect("first");
+        let retry = ledger
+            .append(AppendRequest::new(
+                metadata,
+                vec![increments(
+                    stream,
+                    ExpectedVersion::Exact(first_events as i64),
+                    retry_events,
+                )],
+            ))
+            .await
+            .expect("retry");
+        assert!(retry.replayed, "{first_events} then {retry_events}: a replay");
+        assert_eq!((retry.streams, retry.positions), (first.streams, first.positions));
+        assert_eq!(
+            ledger.read_stream(stream, 1).await.expect("read").len(),
+            first_events,
+            "nothing appended by the retry"
+        );
+    }
 }

@@ -387,7 +387,9 @@ pub async fn commands(pool: &PgPool, sent: &[Sent]) -> anyhow::Result<(Check, Ch
         .into_iter()
         .map(|(caller, key, at, status)| ((caller, key), (at, status)))
         .collect();
-    let recorded: HashSet<Uuid> = sqlx::query_scalar("SELECT command_id FROM processed_commands")
+    let recorded: HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT command_id FROM processed_commands UNION SELECT command_id FROM events WHERE command_id IS NOT NULL",
+    )
         .fetch_all(pool)
         .await?
         .into_iter()
