@@ -29,11 +29,11 @@ use uuid::Uuid;
 /// One test at a time in this binary.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A command-api instance in-process.
 /// The `application_name` of an instance's ledger connections (its relay's lease connection has
 /// its own).
 const INSTANCE_APPLICATION: &str = "command-api-under-test";
 
+/// A command-api instance in-process.
 struct Instance {
     url: String,
     id: String,
