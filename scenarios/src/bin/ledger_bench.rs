@@ -1,11 +1,12 @@
 //! ledger_bench: the ledger and event bus measured on the real local stack (issues 5 and 15),
 //! all in one run on one fresh database and topic prefix:
 //!
-//! 1. single-event commands by 1, 8 and 64 concurrent writers, each command on a stream of up
-//!    to 10 events: a full `Ledger::execute` (load, decide, append with expected version,
-//!    command id) with the aggregate cache and without it, an append whose two
-//!    personal fields are sealed (issue 14), beside a raw INSERT of the same row into a plain
-//!    table; p50/p99 each, and each target's rate as a multiple of the raw INSERT's;
+//! 1. single-event commands by 1, 8 and 64 concurrent writers (median of 3 interleaved rounds),
+//!    each command on a stream of up to 10 events: a full `Ledger::execute` (load, decide,
+//!    append with expected version, command id) with the aggregate cache and without it, an
+//!    append whose two personal fields are sealed (issue 14), beside a raw INSERT of the same
+//!    row into a plain table; p50/p99 each, and each target's rate as a multiple of the raw
+//!    INSERT's;
 //! 2. relay throughput: the events those commands appended, published to Kafka with 8 batches
 //!    in flight, then the same events again with 1 (no pipelining), beside the broker's own
 //!    ceiling for the same messages sent straight from a producer, with and without headers;
@@ -59,6 +60,10 @@ struct Args {
     /// Commands per writer-count step (split across the writers).
     #[arg(long, default_value_t = 4_000)]
     commands: usize,
+    /// Rounds of each writer count, the targets taking turns; each target's round of median
+    /// rate is reported (runs on a shared 2-core machine vary by about ±10 %).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Writer counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     writers: Vec<usize>,
@@ -166,8 +171,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     println!(
-        "\n1. single-event commands ({} per step, streams of {EVENTS_PER_STREAM} events)",
-        args.commands
+        "\n1. single-event commands ({} per step, streams of {EVENTS_PER_STREAM} events, median of {} rounds)",
+        args.commands,
+        args.rounds.max(1)
     );
     println!(
         "{:>8} {:>22} {:>10} {:>8} {:>10} {:>10}",
@@ -175,27 +181,40 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut appended = 0;
     for &writers in &args.writers {
-        let raw = run_writers(writers, args.commands, "raw INSERT", |writer, n| {
-            let pool = ledger.pool().clone();
-            async move { raw_insert(&pool, writer, n).await }
-        })
-        .await?;
-        let cached = run_writers(writers, args.commands, "execute", |writer, n| {
-            let ledger = ledger.clone();
-            async move { execute_command(&ledger, writer, n).await }
-        })
-        .await?;
-        let cold = run_writers(writers, args.commands, "execute, no cache", |writer, n| {
-            let ledger = uncached.clone();
-            async move { execute_command(&ledger, writer, n).await }
-        })
-        .await?;
-        let sealed = run_writers(writers, args.commands, "sealed append", |writer, n| {
-            let ledger = ledger.clone();
-            async move { append_command_sealed(&ledger, writer, n).await }
-        })
-        .await?;
-        appended += cached.count + cold.count + sealed.count;
+        // Cached, uncached, sealed, raw: the rounds of each.
+        let mut rounds: [Vec<Run>; 4] = Default::default();
+        for _ in 0..args.rounds.max(1) {
+            rounds[3].push(
+                run_writers(writers, args.commands, "raw INSERT", |writer, n| {
+                    let pool = ledger.pool().clone();
+                    async move { raw_insert(&pool, writer, n).await }
+                })
+                .await?,
+            );
+            rounds[0].push(
+                run_writers(writers, args.commands, "execute", |writer, n| {
+                    let ledger = ledger.clone();
+                    async move { execute_command(&ledger, writer, n).await }
+                })
+                .await?,
+            );
+            rounds[1].push(
+                run_writers(writers, args.commands, "execute, no cache", |writer, n| {
+                    let ledger = uncached.clone();
+                    async move { execute_command(&ledger, writer, n).await }
+                })
+                .await?,
+            );
+            rounds[2].push(
+                run_writers(writers, args.commands, "sealed append", |writer, n| {
+                    let ledger = ledger.clone();
+                    async move { append_command_sealed(&ledger, writer, n).await }
+                })
+                .await?,
+            );
+        }
+        appended += rounds[..3].iter().flatten().map(|run| run.count).sum::<usize>();
+        let [cached, cold, sealed, raw] = rounds.map(Run::median);
         let raw_rate = raw.rate();
         for (target, run) in [
             ("execute (cached)", cached),
@@ -269,7 +288,9 @@ async fn relay_throughput(
     let producer = kafka::relay_producer(&env.config.kafka)?;
     for with_headers in [true, false] {
         let started = Instant::now();
-        let mut deliveries = Vec::with_capacity(events.len());
+        // At most half the producer's queue (100,000 messages) waiting at a time.
+        let mut deliveries: std::collections::VecDeque<rdkafka::producer::DeliveryFuture> =
+            std::collections::VecDeque::new();
         for event in &events {
             let (key, value) = kafka::encode_event(event)?;
             let headers = if with_headers {
@@ -278,7 +299,12 @@ async fn relay_throughput(
                 OwnedHeaders::new()
             };
             let record = kafka::record(&topic, &key, &value, headers);
-            deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+            if deliveries.len() == 50_000
+                && let Some(oldest) = deliveries.pop_front()
+            {
+                oldest.await?.map_err(|(e, _)| e)?;
+            }
+            deliveries.push_back(producer.send_result(record).map_err(|(e, _)| e)?);
         }
         for delivery in deliveries {
             delivery.await?.map_err(|(e, _)| e)?;
@@ -396,6 +422,12 @@ struct Run {
 impl Run {
     fn rate(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The run of median rate (of at least one).
+    fn median(mut runs: Vec<Run>) -> Run {
+        runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        runs.swap_remove(runs.len() / 2)
     }
 
     fn print(mut self, writers: usize, target: &str, raw_rate: f64) {
