@@ -475,13 +475,24 @@ async fn a_missing_or_wrong_key_never_stops_the_projector_the_fields_read_as_red
         (altered.to_string(), ERASED_TEXT),
         (last, "After"),
     ] {
-        let profile = eventually(DEADLINE, || async {
+        // Until the name is the expected one: "wrong" was readable (as Wendy) before its
+        // unreadable update was projected.
+        let last_seen = std::sync::Mutex::new(Value::Null);
+        eventually(DEADLINE, || async {
             let response = platform.get(&format!("/api/v1/users/{user}"), &token).await?;
-            Ok((response.status() == StatusCode::OK).then_some(response.json::<Value>().await?))
+            if response.status() != StatusCode::OK {
+                return Ok(None);
+            }
+            let profile = response.json::<Value>().await?;
+            let projected = profile["name"] == name;
+            *last_seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = profile;
+            Ok(projected.then_some(()))
         })
         .await
-        .with_context(|| format!("{user} not projected"))?;
-        assert_eq!(profile["name"], name, "{profile}");
+        .with_context(|| {
+            let seen = last_seen.lock().map(|v| v.to_string()).unwrap_or_default();
+            format!("{user} not projected with the name {name:?}: last seen {seen}")
+        })?;
     }
     // Nothing parked.
     let parked = users_gauge(&platform, "workup_projector_dlq_events").await?;
