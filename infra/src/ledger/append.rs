@@ -1,7 +1,8 @@
 //! Appending: one transaction over one or more streams, each with its expected version, plus
-//! unique reservations and the command's idempotency record (DESIGN §1, §4), in one call of the
-//! ledger's `ledger_append` function (migrations `20261201000001`, `20261202000001`). A command
-//! of one event on one stream is recorded by that event alone (it keeps the command id).
+//! unique reservations and the command's idempotency record (DESIGN §1, §4), in one round trip:
+//! one call of the ledger's `ledger_append` function (migrations `20261201000001`,
+//! `20261202000001`), or, for a command of one event on one stream, one `INSERT` of that event,
+//! which is its command's only record (it keeps the command id).
 
 use domain::{Aggregate, BoundedContext, DomainEvent, privacy::PersonalData};
 use serde::{Deserialize, Serialize};
@@ -167,6 +168,19 @@ pub struct Appended {
 }
 
 impl Appended {
+    /// The result of appending one event at `position` to `stream`.
+    fn single(stream: &StreamWrite, position: i64) -> Self {
+        Self {
+            streams: vec![StreamVersion {
+                stream_type: stream.stream_type.to_owned(),
+                stream_id: stream.stream_id,
+                version: stream.expected.current() + 1,
+            }],
+            positions: vec![position],
+            replayed: false,
+        }
+    }
+
     /// The consistency token (DESIGN §6): the streams written and their versions,
     /// `type:id:version,...` (see [`crate::read_models::consistency`]).
     pub fn token(&self) -> String {
@@ -201,9 +215,10 @@ impl Ledger {
             })
     }
 
-    /// Append atomically: every stream at its expected version, or nothing at all, in one call
-    /// of the ledger's `ledger_append` function (one round trip; a transaction around it only
-    /// when personal data is sealed or a key destroyed, which need key rows first or after).
+    /// Append atomically: every stream at its expected version, or nothing at all, in one round
+    /// trip (a single event: one `INSERT`; anything else: one call of the ledger's `ledger_append`
+    /// function; a transaction around it only when personal data is sealed or a key destroyed,
+    /// which need key rows first or after).
     #[tracing::instrument(skip_all, fields(command_id = %request.metadata.command_id, streams = request.streams.len()))]
     pub async fn append(&self, mut request: AppendRequest) -> Result<Appended, LedgerError> {
         // One lock order over streams, for the function's stream locks and the key rows.
@@ -214,15 +229,30 @@ impl Ledger {
             .flat_map(|s| &s.events)
             .any(|e| e.personal.is_some());
         let outcome = if personal || !request.erase.is_empty() {
-            self.append_in_transaction(&mut request).await
+            self.append_in_transaction(&mut request)
+                .await
+                .and_then(decode_result)
+        } else if let Some(insert) = single_event_insert(&request) {
+            match insert.fetch_optional(&self.pool()).await {
+                Ok(Some(position)) => Ok(Appended::single(&request.streams[0], position)),
+                // The command id was recorded: answer its first result.
+                Ok(None) => {
+                    return self
+                        .command_result(request.metadata.command_id)
+                        .await?
+                        .ok_or(LedgerError::Database(sqlx::Error::RowNotFound));
+                }
+                Err(error) => Err(error.into()),
+            }
         } else {
             append_call(&request)
                 .fetch_one(&self.pool())
                 .await
                 .map_err(LedgerError::from)
+                .and_then(decode_result)
         };
         match outcome {
-            Ok(result) => decode_result(result),
+            Ok(appended) => Ok(appended),
             Err(error) => match conflict(error, &request) {
                 // A concurrent run of the same command id that committed first is answered with
                 // its result, as a retried command would be.
@@ -259,6 +289,44 @@ impl Ledger {
         tx.commit().await?;
         Ok(result)
     }
+}
+
+/// The most common append of all, one event on one stream reserving and releasing nothing, as one
+/// plain statement: no PL/pgSQL call, no array arguments, no JSON answer to build and parse. The event is its
+/// command's only record: a first run of the same command id is found by the insert (`ON CONFLICT`
+/// on the command id, a run still in flight waited for) or, if recorded in `processed_commands`
+/// (an append of another shape), by the `NOT EXISTS`; either way no row comes back. The expected
+/// version is enforced by the unique (stream_id, version): a writer that lost the race gets a unique
+/// violation once the winner commits. No stream lock is needed: only appends that check a stream
+/// they do not write (several streams) hold one, and this one reads no stream but its own.
+fn single_event_insert(request: &AppendRequest) -> Option<QueryScalar<'_, Postgres, i64, PgArguments>> {
+    let [stream] = request.streams.as_slice() else {
+        return None;
+    };
+    let [event] = stream.events.as_slice() else {
+        return None;
+    };
+    if !request.reserve.is_empty() || !request.release.is_empty() {
+        return None;
+    }
+    let query = sqlx::query_scalar(
+        "INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, payload, metadata,
+                             topic_context, command_id)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+         WHERE NOT EXISTS (SELECT FROM processed_commands c WHERE c.command_id = $9 AND c.result <> 'null'::jsonb)
+         ON CONFLICT (command_id) WHERE command_id IS NOT NULL DO NOTHING
+         RETURNING global_position",
+    )
+    .bind(stream.stream_id)
+    .bind(stream.stream_type)
+    .bind(stream.expected.current() + 1)
+    .bind(event.event_type.as_str())
+    .bind(event.schema_version)
+    .bind(&event.payload)
+    .bind(sqlx::types::Json(&request.metadata))
+    .bind(stream.context.name())
+    .bind(request.metadata.command_id);
+    Some(query)
 }
 
 /// The call of `ledger_append` for `request` (its streams sorted by id).
