@@ -6,6 +6,9 @@
 #   scripts/infra.sh down   [service...]   stop what `up` started (by pid file)
 #   scripts/infra.sh restart service...    stop and start again (PostgreSQL: a fast restart of
 #                                          its cluster, every connection dropped); for faults
+#   scripts/infra.sh reset kafka           stop the broker, delete its storage (every topic and
+#                                          message), start it empty: tansu's SQLite file grows
+#                                          without bound across test runs and slows it down
 #
 # Services: postgres redis kafka mongo cql (default: all). Idempotent: every step skips what is
 # already installed or listening. Runs as root or through passwordless sudo, without a terminal.
@@ -49,7 +52,7 @@ MONGO_PID="$RUN_DIR/mongo.pid"
 CQL_PID="$RUN_DIR/cql.pid"
 
 usage() {
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -490,7 +493,7 @@ main() {
     mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"
     # One up/down at a time per state directory (a second one waits for the first). Every
     # command that leaves a server behind closes fd 9, or the server would hold the lock.
-    if [[ "$command" == up || "$command" == down || "$command" == restart ]]; then
+    if [[ "$command" == up || "$command" == down || "$command" == restart || "$command" == reset ]]; then
         exec 9>"$STATE_DIR/infra.lock"
         if ! flock -n 9; then
             log "waiting for another infra.sh up/down using $STATE_DIR"
@@ -522,6 +525,13 @@ main() {
             fi
             log "$service: restarted in $(since "$started")"
         done
+        ;;
+    reset)
+        [[ "${services[*]}" == kafka ]] || die "reset: only kafka's storage can be reset (scripts/infra.sh reset kafka)"
+        down_kafka
+        rm -f "$STATE_DIR"/tansu/tansu.db*
+        up_kafka
+        log "kafka: reset: the broker started on empty storage"
         ;;
     status)
         for service in "${services[@]}"; do "status_$service"; done
