@@ -33,6 +33,20 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// its own).
 const INSTANCE_APPLICATION: &str = "command-api-under-test";
 
+/// The instance's connections to the test database now (not the sampler's, not the relay's
+/// lease, not PostgreSQL's parallel workers): pid, state and the start of the query of each.
+async fn instance_connections(
+    executor: impl sqlx::PgExecutor<'_>,
+) -> sqlx::Result<Vec<(i32, Option<String>, String)>> {
+    sqlx::query_as(
+        "SELECT pid, state, left(query, 80) FROM pg_stat_activity WHERE datname = current_database()
+         AND application_name = $1 AND backend_type = 'client backend'",
+    )
+    .bind(INSTANCE_APPLICATION)
+    .fetch_all(executor)
+    .await
+}
+
 /// A command-api instance in-process.
 struct Instance {
     url: String,
@@ -524,13 +538,7 @@ async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed
                     let mut max = 0_i64;
                     let mut seen = Vec::new();
                     while !done.load(Ordering::Relaxed) {
-                        let rows: Vec<(i32, Option<String>, String)> = sqlx::query_as(
-                            "SELECT pid, state, left(query, 80) FROM pg_stat_activity WHERE datname = current_database()
-                             AND application_name = $1 AND backend_type = 'client backend'",
-                        )
-                        .bind(INSTANCE_APPLICATION)
-                        .fetch_all(&mut *conn)
-                        .await?;
+                        let rows = instance_connections(&mut *conn).await?;
                         let n = rows.len() as i64;
                         if n > max {
                             max = n;
@@ -561,13 +569,7 @@ async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed
     // Wait for that (seen taking over a second in CI), then measure.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-             AND application_name = $1 AND backend_type = 'client backend'",
-        )
-        .bind(INSTANCE_APPLICATION)
-        .fetch_one(&ledger.pool())
-        .await?;
+        let n = instance_connections(&ledger.pool()).await?.len();
         if n <= 2 {
             break;
         }
