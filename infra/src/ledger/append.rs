@@ -291,14 +291,15 @@ impl Ledger {
     }
 }
 
-/// The most common append of all, one event on one stream reserving and releasing nothing, as one
-/// plain statement: no PL/pgSQL call, no array arguments, no JSON answer to build and parse. The event is its
-/// command's only record: a first run of the same command id is found by the insert (`ON CONFLICT`
-/// on the command id, a run still in flight waited for) or, if recorded in `processed_commands`
-/// (an append of another shape), by the `NOT EXISTS`; either way no row comes back. The expected
-/// version is enforced by the unique (stream_id, version): a writer that lost the race gets a unique
-/// violation once the winner commits. No stream lock is needed: only appends that check a stream
-/// they do not write (several streams) hold one, and this one reads no stream but its own.
+/// The most common append of all, one event on one stream reserving and releasing nothing, as
+/// one plain statement: no PL/pgSQL call, no array arguments, no JSON answer to build and parse.
+/// The event is its command's only record: a first run of the same command id is found by the
+/// insert (`ON CONFLICT` on the command id, a run still in flight waited for) or, if recorded in
+/// `processed_commands` (an append of another shape), by the `NOT EXISTS`; either way no row
+/// comes back. The expected version is enforced by the unique (stream_id, version): a writer that
+/// lost the race gets a unique violation once the winner commits. No stream lock is needed: only
+/// appends that check a stream they do not write (several streams) need one, and this one reads
+/// no stream but its own. (Sealed appends still take `ledger_append`'s path for the same shape.)
 fn single_event_insert(request: &AppendRequest) -> Option<QueryScalar<'_, Postgres, i64, PgArguments>> {
     let [stream] = request.streams.as_slice() else {
         return None;
