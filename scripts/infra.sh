@@ -194,6 +194,12 @@ up_redis() {
         die "redis: redis-server failed to start"
     }
     wait_for_port redis "$HOST" "$REDIS_PORT" "$logfile" "$REDIS_PID"
+    # It listens before it has loaded its snapshot, answering LOADING until then.
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until [[ "$(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; do
+        ((SECONDS < deadline)) || die "redis: listening but not answering PING after ${START_TIMEOUT}s (log: $logfile)"
+        sleep 0.1
+    done
     pid=$(live_pid "$REDIS_PID" redis-server || echo '?')
     log "redis: started on $HOST:$REDIS_PORT (pid $pid, log $logfile, $(since "$started"))"
 }

@@ -1,6 +1,9 @@
 //! Redis: the read-through cache in front of read models (and, later, wallets and counters).
 
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::{
+    AsyncCommands, Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager},
+};
 use serde::{Serialize, de::DeserializeOwned};
 use std::time::Duration;
 
@@ -9,6 +12,58 @@ use crate::{config::RedisConfig, store::StoreError};
 /// How long a versioned cache operation may take: while Redis is down the connection manager
 /// keeps reconnecting with backoff, and a read or a projector must not wait for it.
 pub const VERSIONED_OP_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A Redis connection that a server restart costs no failed command. The `redis` crate's
+/// [`ConnectionManager`] answers the first command sent on a dropped connection with that
+/// connection's error and reconnects in the background (its documented behaviour): after every
+/// Redis restart, one read per process answered 503. This sends such a command once more, on the
+/// new connection. Safe because every command the platform sends to Redis is a read or a write
+/// that may be applied twice (values keyed by stream version, `SET`, `DEL`).
+#[derive(Clone)]
+pub struct RedisConnection(ConnectionManager);
+
+impl RedisConnection {
+    /// Connect to `url` (the manager reconnects by itself after a failure).
+    pub async fn open(url: &str) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        Ok(Self(ConnectionManager::new(client).await?))
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            match self.0.req_packed_command(cmd).await {
+                Err(error) if error.is_unrecoverable_error() => {
+                    tracing::warn!(%error, "redis connection lost: sending the command again on a new one");
+                    self.0.req_packed_command(cmd).await
+                }
+                outcome => outcome,
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            match self.0.req_packed_commands(pipeline, offset, count).await {
+                Err(error) if error.is_unrecoverable_error() => {
+                    tracing::warn!(%error, "redis connection lost: sending the pipeline again on a new one");
+                    self.0.req_packed_commands(pipeline, offset, count).await
+                }
+                outcome => outcome,
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
 
 /// A cached value and the stream version it reflects.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +115,7 @@ async fn bounded<T>(op: impl Future<Output = redis::RedisResult<T>>) -> Result<T
 /// A JSON cache under the deployment's key prefix.
 #[derive(Clone)]
 pub struct Cache {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     ttl: Duration,
 }
@@ -76,8 +131,7 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Connect (the manager reconnects by itself after a failure).
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let connection = ConnectionManager::new(client).await?;
+        let connection = RedisConnection::open(&config.url).await?;
         Ok(Self {
             connection,
             prefix: config.prefix.clone(),

@@ -50,7 +50,6 @@
 use domain::BoundedContext;
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
-use redis::aio::ConnectionManager;
 use scylla::{
     client::session::Session,
     errors::{DbError, ExecutionError, RequestAttemptError},
@@ -69,7 +68,7 @@ use std::{
 };
 
 use super::generation::Target;
-use crate::{cassandra, config::Config, mongo, read_models, store::StoreError};
+use crate::{cassandra, config::Config, mongo, read_models, redis::RedisConnection, store::StoreError};
 
 /// Rows per page of a table scan.
 const PAGE_SIZE: i32 = 500;
@@ -176,7 +175,7 @@ fn cache_keys(context: BoundedContext) -> &'static [&'static str] {
 pub struct Storage {
     session: Arc<Session>,
     mongo: mongodb::Client,
-    redis: ConnectionManager,
+    redis: RedisConnection,
     /// Set once the CQL server answered a `DROP` with a syntax error (the emulator): later drops
     /// delete rows at once instead of asking again.
     no_drop: Arc<AtomicBool>,
@@ -193,8 +192,7 @@ impl Storage {
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
         let session = cassandra::connect(&config.cassandra).await?;
         let mongo = mongo::connect(&config.mongo).await?.client().clone();
-        let client = redis::Client::open(config.redis.url.as_str())?;
-        let redis = ConnectionManager::new(client).await?;
+        let redis = RedisConnection::open(&config.redis.url).await?;
         Ok(Self {
             session,
             mongo,

@@ -175,9 +175,9 @@ pub async fn money(
     ])
 }
 
-/// GET /payments/wallet as `user`: status and body. An unavailable answer (5xx: e.g. the first
-/// read on a Redis connection that a restart dropped) is asked again, as a client would, for
-/// up to 5 s; the invariant is about what the read model holds.
+/// GET /payments/wallet as `user`: status and body. An unavailable answer (5xx: e.g. Redis not
+/// back yet after a restart) is asked again, as a client would, for up to 5 s; the invariant is
+/// about what the read model holds.
 async fn wallet_view(
     http: &reqwest::Client,
     query_url: &str,

@@ -44,12 +44,11 @@ pub use withdrawals::{WithdrawalChange, WithdrawalStatusView, WithdrawalView};
 
 use chrono::{DateTime, Utc};
 use domain::Currency;
-use redis::aio::ConnectionManager;
 use scylla::client::session::Session;
 use std::sync::Arc;
 use uuid::Uuid;
 
-use crate::{config::RedisConfig, store::StoreError};
+use crate::{config::RedisConfig, redis::RedisConnection, store::StoreError};
 use requests::Statements;
 use wallets::WALLET_SCRIPT;
 use withdrawals::VERSIONED_HASH_SCRIPT;
@@ -58,7 +57,7 @@ use withdrawals::VERSIONED_HASH_SCRIPT;
 /// requests.
 #[derive(Clone)]
 pub struct Payments {
-    redis: ConnectionManager,
+    redis: RedisConnection,
     prefix: String,
     wallet_script: Arc<redis::Script>,
     hash_script: Arc<redis::Script>,
@@ -78,8 +77,7 @@ impl Payments {
     /// Connect to Redis and prepare the Cassandra statements on `keyspace` (its tables must
     /// exist: [`ensure_schema`]).
     pub async fn new(session: Arc<Session>, keyspace: &str, redis: &RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(redis.url.as_str())?;
-        let connection = ConnectionManager::new(client).await?;
+        let connection = RedisConnection::open(&redis.url).await?;
         let cql = Statements::prepare(&session, keyspace).await?;
         Ok(Self {
             redis: connection,
