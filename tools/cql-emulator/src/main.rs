@@ -26,12 +26,17 @@ use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use kassandra::{
     KassandraSession,
+    cql::query::{QueryString, QueryValue},
     error::DbError,
     frame::{
         FrameFlags,
         request::{Request, RequestOpcode},
         request_stream,
-        response::{Response, error::Error as CqlError, result::QueryResult},
+        response::{
+            Response,
+            error::Error as CqlError,
+            result::{PartitionKeyIndex, QueryResult},
+        },
         response_sink,
     },
 };
@@ -178,7 +183,12 @@ fn respond(
             return error_response(DbError::ProtocolError, "authentication is not supported");
         }
         Request::Query(query) => locked().process(query),
-        Request::Prepare(query) => locked().prepare(query),
+        Request::Prepare(query) => {
+            let markers = bind_markers(&query);
+            locked()
+                .prepare(query)
+                .map(|prepared| only_bind_markers(prepared, markers))
+        }
         Request::Execute(execute) => locked().execute(execute),
         Request::Batch(batch) => locked().process_batch(batch),
     };
@@ -194,6 +204,53 @@ fn respond(
             Response::Error(error)
         }
     }
+}
+
+/// Which conditions of a statement's `WHERE` are bind markers (`?`, `:name`) rather than
+/// literals, in order; `None` for statements without one.
+fn bind_markers(query: &QueryString) -> Option<Vec<bool>> {
+    let conditions = match query {
+        QueryString::Select(select) => &select.r#where.statements,
+        QueryString::Delete(delete) => &delete.r#where.statements,
+        _ => return None,
+    };
+    Some(
+        conditions
+            .iter()
+            .map(|(_, value)| matches!(value, QueryValue::Blankslate))
+            .collect(),
+    )
+}
+
+/// The prepared statement's bind variables, without its literals: kassandra lists every `WHERE`
+/// condition as a variable, literals included, so a driver binding the statement's markers finds
+/// one too few (the `scylla` driver's own `SELECT ... FROM system.local WHERE key='local'`
+/// failed that way, and its control connection was re-established every second, logging a
+/// warning each time). The values of an `EXECUTE` fill only the markers, as they should.
+fn only_bind_markers(result: QueryResult, markers: Option<Vec<bool>>) -> QueryResult {
+    let QueryResult::Prepared(mut prepared) = result else {
+        return result;
+    };
+    let metadata = &mut prepared.prepared_metadata;
+    let Some(markers) = markers.filter(|m| m.len() == metadata.col_specs.len()) else {
+        return QueryResult::Prepared(prepared);
+    };
+    // A condition's place among the markers alone.
+    let marker_index = |condition: usize| markers[..condition].iter().filter(|m| **m).count() as u16;
+    let mut kept = markers.iter();
+    metadata
+        .col_specs
+        .retain(|_| kept.next().copied().unwrap_or(true));
+    metadata.pk_indexes = metadata
+        .pk_indexes
+        .iter()
+        .filter(|pk| markers.get(usize::from(pk.index)).copied().unwrap_or(false))
+        .map(|pk| PartitionKeyIndex {
+            index: marker_index(usize::from(pk.index)),
+            sequence: pk.sequence,
+        })
+        .collect();
+    QueryResult::Prepared(prepared)
 }
 
 fn error_response(kind: DbError, message: impl ToString) -> Response {

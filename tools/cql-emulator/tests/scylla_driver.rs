@@ -1,5 +1,6 @@
 //! The emulator through the project's CQL driver (scylla): starts the binary on a free loopback
-//! port, then runs DDL, prepared writes, a batch and reads, from two sessions in two keyspaces.
+//! port, then runs DDL, prepared writes, a batch and reads (literals and markers), from two
+//! sessions in two keyspaces.
 
 use std::{
     net::{TcpListener, TcpStream},
@@ -136,6 +137,39 @@ async fn scylla_driver_round_trip() {
     );
     assert_eq!(jobs(&admin, qualified, "bob").await, [job("bob", 1, "a-bob")]);
     assert_eq!(jobs(&admin, qualified, "nobody").await, []);
+
+    // Literals in a prepared statement's WHERE are no bind variables (the driver's own
+    // `system.local` query has one): none, and one beside a marker.
+    let literal = admin
+        .prepare("SELECT owner, seq, title FROM ks_a.jobs WHERE owner = 'alice'")
+        .await
+        .unwrap();
+    assert_eq!(literal.get_variable_col_specs().len(), 0);
+    let rows = admin
+        .execute_unpaged(&literal, ())
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    assert_eq!(rows.rows_num(), 3);
+    let mixed = admin
+        .prepare("SELECT owner, seq, title FROM ks_a.jobs WHERE owner = 'alice' AND seq = ? LIMIT 1")
+        .await
+        .unwrap();
+    assert_eq!(mixed.get_variable_col_specs().len(), 1);
+    let rows = admin
+        .execute_unpaged(&mixed, (1,))
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    assert_eq!(
+        rows.rows::<Job>()
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap(),
+        [job("alice", 1, "a1")]
+    );
 
     // USE is per connection: two sessions, two keyspaces, the same unqualified statement.
     let a = emulator.session().await;
