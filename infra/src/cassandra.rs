@@ -11,12 +11,17 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{config::CassandraConfig, store::StoreError};
 
-/// Connect to the cluster (schema-agreement waiting as configured).
+/// Connect to the cluster (schema-agreement waiting as configured). The driver fetches only the
+/// schema metadata its routing needs (keyspaces, tables, partitioners), not the columns, keys and
+/// user types of every table: nothing here reads them, and the full fetch queried
+/// `system_schema.types` every minute, which the local emulator answers wrongly (an error and
+/// two warnings in every service's log each time).
 pub async fn connect(config: &CassandraConfig) -> Result<Arc<Session>, StoreError> {
     let session = SessionBuilder::new()
         .known_nodes(&config.nodes)
         .connection_timeout(Duration::from_secs(5))
         .auto_await_schema_agreement(config.schema_agreement)
+        .fetch_full_schema_metadata(false)
         .build()
         .await?;
     Ok(Arc::new(session))
