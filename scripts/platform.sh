@@ -144,16 +144,12 @@ up() {
 }
 
 down() {
+  # Every instance has exited (drained, offsets committed) before the infrastructure stops.
   for service in "${services[@]}"; do
     local i
-    for i in $(extra_instances "$service" | sort -rn); do
+    for i in $(extra_instances "$service" | sort -rn) 1; do
       stop_instance "$service" "$i"
     done
-    if running "$service"; then
-      echo "==> $service: stopping (pid $(cat "$state/run/$service.pid"))"
-      kill "$(cat "$state/run/$service.pid")" 2>/dev/null || true
-    fi
-    rm -f "$state/run/$service.pid"
   done
   bash "$here/infra.sh" down
 }
