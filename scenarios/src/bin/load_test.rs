@@ -19,9 +19,11 @@
 //!
 //! Every step is a named goose request, so the report is per endpoint; the eventual-consistency
 //! waits are requests of their own (`... (poll: ...)`) that answer 200 while they wait, never errors.
-//! Ends with goose's terminal tables, the HTML report (goose's `--report-file`, default scenarios/report.html), a Markdown report
-//! (`--report-md`: requests/s, p50/p95/p99 per endpoint, errors, latency over time) and a summary;
-//! exits non-zero if any request failed.
+//! Ends with goose's terminal tables, the HTML report (goose's `--report-file`, default
+//! target/load-test/report.html), a Markdown report (`--report-md`: requests/s, p50/p95/p99 per
+//! endpoint, errors, latency over time) and a summary; exits non-zero if any request failed. The
+//! reports go under `target/` unless asked elsewhere: the README's run is kept in
+//! `scenarios/REPORT.md` and `scenarios/report.html`, which a run must not overwrite by chance.
 
 use clap::Parser;
 use domain::{ContractId, MilestoneId, PaymentRequestId, ProposalId};
@@ -40,7 +42,7 @@ use uuid::Uuid;
 const USERS: usize = 8;
 const INCREASE_RATE: &str = "1";
 const RUN_TIME: usize = 60;
-const REPORT_HTML: &str = "scenarios/report.html";
+const REPORT_HTML: &str = "target/load-test/report.html";
 
 /// What to run, against what: this test's options and all of goose's (`--help` lists both).
 #[derive(Clone, Parser)]
@@ -70,8 +72,9 @@ struct Args {
     /// Pause between two polls of an eventual-consistency wait, in ms.
     #[arg(long, default_value_t = 100)]
     poll_ms: u64,
-    /// The Markdown report (goose's own reports: `--report-file`, default scenarios/report.html).
-    #[arg(long, default_value = "scenarios/REPORT.md")]
+    /// The Markdown report (goose's own reports: `--report-file`, default
+    /// target/load-test/report.html).
+    #[arg(long, default_value = "target/load-test/REPORT.md")]
     report_md: String,
     /// Width of one interval of the latency-over-time chart, in seconds.
     #[arg(long, default_value_t = 5)]
@@ -686,6 +689,14 @@ async fn main() -> anyhow::Result<()> {
     let (m_min, m_max) = pause(args.marketplace_pause_ms);
     let (r_min, r_max) = pause(args.reader_pause_ms);
     let started_at = chrono::Utc::now();
+    for report in args.reports().iter().chain([&args.report_md]) {
+        if let Some(dir) = std::path::Path::new(report)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
 
     let metrics = GooseAttack::initialize_with_config(args.goose.clone())?
         .register_scenario(
