@@ -50,6 +50,8 @@ REDIS_PID="$RUN_DIR/redis.pid"
 KAFKA_PID="$RUN_DIR/kafka.pid"
 MONGO_PID="$RUN_DIR/mongo.pid"
 CQL_PID="$RUN_DIR/cql.pid"
+# The broker's SQLite storage, relative to $STATE_DIR (where tansu runs: see up_kafka).
+TANSU_DB=tansu/tansu.db
 
 usage() {
     sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -264,14 +266,14 @@ up_kafka() {
         tansu=$(tansu_bin) || die "kafka: tansu still not found after cargo install"
     fi
     started=$(now_ms)
-    mkdir -p "$STATE_DIR/tansu"
+    mkdir -p "$STATE_DIR/${TANSU_DB%/*}"
     # tansu 0.6.0 resolves the sqlite:// path against its working directory (an absolute path
     # gets the working directory prefixed), and start_detached runs it from $STATE_DIR.
     start_detached "$logfile" "$KAFKA_PID" "$tansu" broker \
         --cluster-id workup-local \
         --listener-url "tcp://$HOST:$KAFKA_PORT" \
         --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" \
-        --storage-engine "sqlite://tansu/tansu.db"
+        --storage-engine "sqlite://$TANSU_DB"
     wait_for_port kafka "$HOST" "$KAFKA_PORT" "$logfile" "$KAFKA_PID"
     if ! kafka_answers; then
         show_log_tail "$logfile"
@@ -285,7 +287,7 @@ up_kafka() {
 # the whole header table, and once it holds some 100k rows fetches stall the broker for
 # seconds (group sessions time out). The broker has created its schema once it answers.
 tansu_index_headers() {
-    "$PYTHON" - "$STATE_DIR/tansu/tansu.db" >>"$LOG_DIR/kafka-index.log" 2>&1 </dev/null <<'PY' ||
+    "$PYTHON" - "$STATE_DIR/$TANSU_DB" >>"$LOG_DIR/kafka-index.log" 2>&1 </dev/null <<'PY' ||
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], timeout=30)
 db.execute("CREATE INDEX IF NOT EXISTS header_by_record ON header (topition, offset_id)")
@@ -535,7 +537,7 @@ main() {
     reset)
         [[ "${services[*]}" == kafka ]] || die "reset: only kafka's storage can be reset (scripts/infra.sh reset kafka)"
         down_kafka
-        rm -f "$STATE_DIR"/tansu/tansu.db*
+        rm -f "$STATE_DIR/$TANSU_DB"*
         up_kafka
         log "kafka: reset: the broker started on empty storage"
         ;;

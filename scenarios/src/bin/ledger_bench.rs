@@ -36,13 +36,16 @@ use infra::{
     relay::Relay,
     testing::TestEnv,
 };
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::DeliveryFuture,
+};
 use scenarios::measure::{ms, percentile};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -289,8 +292,7 @@ async fn relay_throughput(
     for with_headers in [true, false] {
         let started = Instant::now();
         // At most half the producer's queue (100,000 messages) waiting at a time.
-        let mut deliveries: std::collections::VecDeque<rdkafka::producer::DeliveryFuture> =
-            std::collections::VecDeque::new();
+        let mut deliveries = VecDeque::<DeliveryFuture>::new();
         for event in &events {
             let (key, value) = kafka::encode_event(event)?;
             let headers = if with_headers {

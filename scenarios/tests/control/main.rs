@@ -535,11 +535,11 @@ async fn max_db_connections_two_holds_the_pool_at_two_and_commands_still_succeed
                 let (done, pool) = (done.clone(), ledger.pool());
                 tokio::spawn(async move {
                     let mut conn = pool.acquire().await?;
-                    let mut max = 0_i64;
+                    let mut max = 0;
                     let mut seen = Vec::new();
                     while !done.load(Ordering::Relaxed) {
                         let rows = instance_connections(&mut *conn).await?;
-                        let n = rows.len() as i64;
+                        let n = rows.len();
                         if n > max {
                             max = n;
                             seen = rows;
